@@ -1,0 +1,124 @@
+"""Node metrics of the host: psutil on the host's /proc, plus our own net/dev and sysfs readers."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agent import procfs, sysfs
+
+log = logging.getLogger(__name__)
+
+MIB = float(2**20)
+GIB = float(2**30)
+
+
+class HostPaths:
+    """Where the host's procfs, sysfs, root filesystem and network counters are seen from here.
+
+    With ``host_root`` (host ``/`` mounted there read-only) every figure describes the host; without
+    it, the machine (or container) the agent runs in.
+    """
+
+    def __init__(self, host_root: Path | None) -> None:
+        self.host_root = host_root
+        base = host_root or Path("/")
+        self.proc = base / "proc"
+        self.sys = base / "sys" if host_root is None or (base / "sys" / "class").is_dir() else Path("/sys")
+        self.disk = base
+        # /proc/net is the reader's own network namespace; pid 1 of the host lives in the host's.
+        self.net_dev = self.proc / "1" / "net" / "dev" if host_root else Path("/proc/self/net/dev")
+
+    def hostname(self) -> str:
+        """The host's hostname (from its /etc/hostname when the host root is mounted)."""
+        if self.host_root is not None:
+            try:
+                name = (self.host_root / "etc" / "hostname").read_text(encoding="utf-8").strip()
+            except OSError:
+                name = ""
+            if name:
+                return name.split(".")[0]
+        return socket.gethostname().split(".")[0]
+
+
+class HostCollector:
+    """Reads node-level figures; CPU % averages the whole interval since the previous call."""
+
+    def __init__(self, paths: HostPaths) -> None:
+        self.paths = paths
+        psutil.PROCFS_PATH = str(paths.proc)
+        self._cpu_total = psutil.cpu_times()
+        self._cpu_cores = psutil.cpu_times(percpu=True)
+        self._memory_cgroup = sysfs.memory_cgroup_enabled(paths.sys, paths.proc)
+
+    @property
+    def memory_cgroup_enabled(self) -> bool | None:
+        return self._memory_cgroup
+
+    def prime(self) -> None:
+        """Start a new CPU averaging interval now."""
+        self._cpu_total = psutil.cpu_times()
+        self._cpu_cores = psutil.cpu_times(percpu=True)
+
+    def collect(self) -> dict[str, Any]:
+        """Node figures as NodeMetrics fields (without node_id, timestamp and agent)."""
+        total = psutil.cpu_times()
+        cores = psutil.cpu_times(percpu=True)
+        cpu_percent = procfs.busy_percent(self._cpu_total, total)
+        per_core = [procfs.busy_percent(before, after) for before, after in zip(self._cpu_cores, cores, strict=False)]
+        self._cpu_total, self._cpu_cores = total, cores
+
+        memory = psutil.virtual_memory()
+        used = memory.total - memory.available
+        swap = psutil.swap_memory()
+        disk = psutil.disk_usage(str(self.paths.disk))
+        sent, recv = procfs.network_totals(_read_text(self.paths.net_dev) or "")
+        loads = _optional(procfs.parse_loadavg, _read_text(self.paths.proc / "loadavg"))
+        uptime = _optional(procfs.parse_uptime, _read_text(self.paths.proc / "uptime"))
+
+        return {
+            "cpu_percent": cpu_percent,
+            "cpu_per_core": per_core,
+            "cpu_count": len(cores),
+            "cpu_freq_mhz": sysfs.cpu_freq_mhz(self.paths.sys),
+            "load_1": loads[0] if loads else None,
+            "load_5": loads[1] if loads else None,
+            "load_15": loads[2] if loads else None,
+            "uptime_seconds": uptime,
+            "memory_percent": used / memory.total * 100.0 if memory.total else 0.0,
+            "memory_used_mb": used / MIB,
+            "memory_total_mb": memory.total / MIB,
+            "memory_available_mb": memory.available / MIB,
+            "swap_percent": swap.used / swap.total * 100.0 if swap.total else 0.0,
+            "swap_used_mb": swap.used / MIB,
+            "swap_total_mb": swap.total / MIB,
+            "disk_percent": disk.used / (disk.used + disk.free) * 100.0 if disk.used + disk.free else 0.0,
+            "disk_used_gb": disk.used / GIB,
+            "disk_total_gb": disk.total / GIB,
+            "network_bytes_sent": sent,
+            "network_bytes_recv": recv,
+            "temperature_c": sysfs.soc_temperature_c(self.paths.sys),
+            "under_voltage": sysfs.under_voltage(self.paths.sys),
+            "memory_cgroup_enabled": self._memory_cgroup,
+        }
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        log.debug("cannot read %s: %s", path, exc)
+        return None
+
+
+def _optional(parse: Any, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except (ValueError, IndexError):
+        return None
