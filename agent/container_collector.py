@@ -1,0 +1,283 @@
+"""Container metrics from the Docker Engine API, computed with the ``docker stats`` formulas.
+
+Per cycle: one list call, then for every running container (concurrently, bounded, each call with
+a timeout) a stats call and, only when needed, an inspect call. CPU % is computed against the
+agent's own previous sample of the container, so it averages the whole publish interval:
+
+* known container: one-shot stats (no daemon-side waiting on Engine >= 25) against our sample;
+* new container that started after our previous cycle: one-shot stats against zero usage at the
+  previous cycle's system time (all of its CPU time falls inside the interval);
+* any other unknown container: the daemon's two-sample mode (what ``docker stats --no-stream``
+  does), never a since-boot average.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import docker
+import requests
+from docker.errors import DockerException, NotFound
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from agent import docker_stats
+from common.cli import RateLimitedLog
+from contract.models import ContainerMetrics
+
+log = logging.getLogger(__name__)
+
+#: API 1.44 (Engine 25) answers one-shot stats directly instead of waiting for the collector tick.
+FAST_ONE_SHOT_API = (1, 44)
+ONE_SHOT_API = (1, 41)
+#: Re-inspect a container at least this often (restart count), even with no sign of change.
+INSPECT_MAX_AGE = 60.0
+
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, DockerException)
+
+ClientFactory = Callable[[int, int], docker.DockerClient]
+
+
+def default_client_factory(timeout: int, pool: int) -> docker.DockerClient:
+    """A client for the endpoint DOCKER_HOST names (the local socket by default)."""
+    return docker.from_env(timeout=timeout, max_pool_size=pool)
+
+
+@dataclass(slots=True)
+class _Known:
+    """What the agent remembers of one container between cycles."""
+
+    cpu_stats: Mapping[str, Any]
+    restart_count: int
+    state: str
+    health: str | None
+    inspected_at: float
+
+
+@dataclass(slots=True)
+class _Result:
+    container_id: str
+    metrics: ContainerMetrics | None = None
+    known: _Known | None = None
+    error: str | None = None
+
+
+def _api_tuple(version: str) -> tuple[int, int]:
+    major, _, minor = version.partition(".")
+    return int(major), int(minor or 0)
+
+
+def health_from_status(status: str) -> str | None:
+    """healthy / unhealthy / starting from the list API's Status text, None without a healthcheck."""
+    found = _HEALTH_IN_STATUS.search(status or "")
+    if not found:
+        return None
+    return "starting" if found.group(1) == "health: starting" else found.group(1)
+
+
+def _parse_docker_time(value: str) -> float | None:
+    """Epoch seconds of a daemon RFC 3339 timestamp (nanosecond precision is cut to microseconds)."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    head, _, tail = value.rstrip("Z").partition(".")
+    fraction = tail[:6]
+    try:
+        parsed = datetime.fromisoformat(f"{head}.{fraction}+00:00" if fraction else f"{head}+00:00")
+    except ValueError:
+        return None
+    return parsed.timestamp()
+
+
+class ContainerCollector:
+    """Collects ContainerMetrics for every running container; survives a missing daemon."""
+
+    def __init__(
+        self,
+        timeout: int = 4,
+        concurrency: int = 0,
+        client_factory: ClientFactory = default_client_factory,
+    ) -> None:
+        self._timeout = timeout
+        self._concurrency_setting = concurrency
+        self._client_factory = client_factory
+        self._client: docker.DockerClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._api: tuple[int, int] = (0, 0)
+        self._known: dict[str, _Known] = {}
+        self._previous_wall: float | None = None
+        self._previous_system: int | None = None
+        self._reachable: bool | None = None
+        self._lock = threading.Lock()
+        self._warn = RateLimitedLog(log, period=300.0)
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> docker.DockerClient:
+        if self._client is None:
+            # The pool width depends on the daemon's API version, so probe it with a small client first.
+            probe = self._client_factory(self._timeout, 2)
+            self._api = _api_tuple(probe.api.api_version)
+            width = self._concurrency_setting or (8 if self._api >= FAST_ONE_SHOT_API else 128)
+            probe.close()
+            self._client = self._client_factory(self._timeout, width)
+            self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="otto-docker")
+        return self._client
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client, self._pool = None, None
+
+    def close(self) -> None:
+        """Release the Docker connection and the worker threads."""
+        self._disconnect()
+
+    def _list_running(self) -> list[dict[str, Any]]:
+        for attempt in Retrying(
+            stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_exception_type(_TRANSIENT), reraise=True
+        ):
+            with attempt:
+                try:
+                    return list(self._connect().api.containers())
+                except _TRANSIENT:
+                    self._disconnect()
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover  (tenacity reraises)
+
+    def _set_reachable(self, reachable: bool, reason: str = "") -> None:
+        if reachable and self._reachable is False:
+            log.info("docker daemon reachable again (API %d.%d)", *self._api)
+        elif not reachable and self._reachable is not False:
+            log.warning("docker daemon unreachable: %s; container metrics paused, retrying every cycle", reason)
+        self._reachable = reachable
+
+    # -- collection ---------------------------------------------------------------------------
+
+    def prime(self) -> None:
+        """Take a baseline sample of every container (one-shot, no waiting) without reporting it."""
+        with self._lock:
+            self._collect(priming=True)
+
+    def collect(self) -> tuple[list[ContainerMetrics], str | None]:
+        """Metrics of every running container, and why the list is empty or partial (None if fine)."""
+        with self._lock:
+            return self._collect(priming=False)
+
+    def _collect(self, priming: bool) -> tuple[list[ContainerMetrics], str | None]:
+        try:
+            listed = self._list_running()
+        except _TRANSIENT as exc:
+            reason = _short_reason(exc)
+            self._set_reachable(False, reason)
+            self._known.clear()
+            self._previous_wall = self._previous_system = None
+            return [], f"docker daemon unreachable: {reason}"
+        self._set_reachable(True)
+
+        assert self._pool is not None
+        results = list(self._pool.map(lambda entry: self._sample(entry, priming), listed))
+        metrics = [r.metrics for r in results if r.metrics is not None]
+        known: dict[str, _Known] = {}
+        for r in results:
+            remembered = r.known if r.error is None else self._known.get(r.container_id)
+            if remembered is not None:
+                known[r.container_id] = remembered
+        self._known = known
+        # Taken after every stats reply: a container started later used no CPU before any of them.
+        self._previous_wall = time.time()
+        systems = [int(k.cpu_stats.get("system_cpu_usage") or 0) for k in self._known.values()]
+        self._previous_system = max(systems) if systems else None
+
+        errors = [r.error for r in results if r.error]
+        if not errors:
+            return metrics, None
+        summary = f"stats unavailable for {len(errors)} of {len(listed)} containers: {sorted(set(errors))[0]}"
+        self._warn.warning("stats", "%s", summary)
+        return metrics, summary
+
+    def _sample(self, entry: Mapping[str, Any], priming: bool) -> _Result:
+        container_id = str(entry["Id"])
+        state = str(entry.get("State") or "running")
+        health = health_from_status(str(entry.get("Status") or ""))
+        known = self._known.get(container_id)
+        api = self._client.api if self._client is not None else None
+        if api is None:
+            return _Result(container_id, error="docker client closed")
+        try:
+            restart_count, started_at = None, None
+            if (
+                known is None
+                or known.state != state
+                or known.health != health
+                or time.monotonic() - known.inspected_at > INSPECT_MAX_AGE
+            ):
+                details = api.inspect_container(container_id)
+                restart_count = int(details.get("RestartCount") or 0)
+                started_at = _parse_docker_time(str((details.get("State") or {}).get("StartedAt") or ""))
+            baseline = self._baseline(known, started_at)
+            use_one_shot = self._api >= ONE_SHOT_API and (priming or baseline is not None)
+            stats = api.stats(container_id, stream=False, one_shot=True if use_one_shot else None)
+        except NotFound:
+            return _Result(container_id)  # removed between the list and now: skip quietly
+        except requests.Timeout:
+            return _Result(container_id, error="timeout")
+        except (requests.RequestException, DockerException) as exc:
+            return _Result(container_id, error=_short_reason(exc))
+
+        inspected_at = time.monotonic() if restart_count is not None else known.inspected_at if known else 0.0
+        if restart_count is None:
+            restart_count = known.restart_count if known else 0
+        cpu_stats = stats.get("cpu_stats") or {}
+        sampled = docker_stats.has_sample(stats)
+        restarted = baseline is not None and docker_stats.cpu_usage_ns(cpu_stats) < docker_stats.cpu_usage_ns(baseline)
+        if sampled and baseline is not None and restarted:
+            baseline = {**baseline, "cpu_usage": {"total_usage": 0}}  # a restarted container's cgroup counts from 0
+        figures = docker_stats.figures(stats, baseline)
+        name = (entry.get("Names") or [str(stats.get("name") or container_id[:12])])[0].lstrip("/")
+        metrics = ContainerMetrics(
+            container_id=container_id,
+            container_name=name,
+            image=str(entry.get("Image") or ""),
+            state=state,
+            health=health,
+            restart_count=restart_count,
+            pids=figures.pids,
+            cpu_percent=figures.cpu_percent,
+            memory_percent=figures.memory_percent,
+            memory_usage_mb=figures.memory_used_bytes / docker_stats.MIB,
+            memory_limit_mb=figures.memory_limit_bytes / docker_stats.MIB,
+            network_rx_bytes=figures.network_rx_bytes,
+            network_tx_bytes=figures.network_tx_bytes,
+            block_read_bytes=figures.block_read_bytes,
+            block_write_bytes=figures.block_write_bytes,
+        )
+        remembered = _Known(cpu_stats, restart_count, state, health, inspected_at) if sampled else None
+        return _Result(container_id, metrics=metrics, known=remembered)
+
+    def _baseline(self, known: _Known | None, started_at: float | None) -> Mapping[str, Any] | None:
+        """The cpu_stats to compute CPU % against, or None when only the daemon's two samples will do."""
+        if known is not None:
+            return known.cpu_stats
+        if (
+            started_at is not None
+            and self._previous_wall is not None
+            and self._previous_system is not None
+            and started_at >= self._previous_wall
+        ):
+            return {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": self._previous_system}
+        return None
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
