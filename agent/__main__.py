@@ -1,0 +1,151 @@
+"""``python -m agent`` / ``otto-agent``: run the node agent."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from agent.collector import MetricsCollector
+from agent.container_collector import ContainerCollector
+from agent.heartbeat import Heartbeat, is_fresh
+from agent.host_collector import HostCollector, HostPaths
+from agent.mqtt_link import MqttConfig, MqttLink
+from agent.publisher import MetricsPublisher
+from agent.settings import AgentSettings
+from common import __version__
+from common.cli import fail_config, load_settings_or_exit, setup_logging
+from contract.models import NodeStatus, to_payload, utc_now
+from contract.topics import NODE_ID_PATTERN, status_topic
+
+log = logging.getLogger("agent")
+
+PROGRAM = "otto-agent"
+MEMORY_CGROUP_HINT = (
+    "the kernel's memory cgroup is disabled, so every container's memory reads 0: on Raspberry Pi OS "
+    "append 'cgroup_enable=memory' to the single line of /boot/firmware/cmdline.txt and reboot"
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Publish this node's host and container metrics over MQTT. "
+        "Configured with OTTO_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="sample over one interval, print the node and containers messages as JSON lines, exit; no broker needed",
+    )
+    parser.add_argument("--interval", type=float, help="override OTTO_INTERVAL (seconds)")
+    parser.add_argument(
+        "--check-health", action="store_true", help="exit 0 if the running agent's heartbeat is fresh (healthcheck)"
+    )
+    return parser.parse_args(argv)
+
+
+def resolve_node_id(settings: AgentSettings, paths: HostPaths) -> str:
+    if settings.node_id:
+        return settings.node_id
+    hostname = paths.hostname()
+    if not re.match(NODE_ID_PATTERN, hostname):
+        fail_config(PROGRAM, f"invalid configuration: hostname {hostname!r} is not a valid node id; set OTTO_NODE_ID")
+    return hostname
+
+
+def build_collector(settings: AgentSettings) -> MetricsCollector:
+    paths = HostPaths(settings.host_root)
+    host = HostCollector(paths)
+    if host.memory_cgroup_enabled is False:
+        log.warning(MEMORY_CGROUP_HINT)
+    containers = ContainerCollector(timeout=settings.docker_timeout, concurrency=settings.docker_concurrency)
+    return MetricsCollector(resolve_node_id(settings, paths), host, containers, settings.interval)
+
+
+def run_once(collector: MetricsCollector) -> int:
+    collector.prime()
+    time.sleep(collector.interval)
+    node, batch = collector.collect()
+    collector.containers.close()
+    sys.stdout.write(to_payload(node).decode() + "\n" + to_payload(batch).decode() + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def run(settings: AgentSettings, collector: MetricsCollector) -> int:
+    node_id = collector.node_id
+
+    def status(state: str, stamped: bool = True) -> tuple[str, bytes]:
+        message = NodeStatus.model_validate(
+            {
+                "node_id": node_id,
+                "status": state,
+                "agent_version": __version__,
+                "interval_seconds": float(settings.interval),
+                "timestamp": utc_now() if stamped else None,
+            }
+        )
+        return status_topic(node_id), to_payload(message)
+
+    link = MqttLink(
+        MqttConfig(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            client_id=f"otto-agent-{node_id}",
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            keepalive=settings.mqtt_keepalive,
+        ),
+        buffer_size=settings.effective_buffer_size,
+        will=status("offline", stamped=False),
+        online=lambda: status("online"),
+        offline=lambda: status("offline"),
+    )
+    collector.outbox_state = lambda: (link.buffered, link.dropped)
+    publisher = MetricsPublisher(collector, link, settings.interval, Heartbeat(settings.heartbeat_file))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: publishing offline status and exiting", signal.Signals(signum).name)
+        publisher.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "otto-agent %s: node %s, every %gs to %s:%d, buffer %d messages, host root %s",
+        __version__,
+        node_id,
+        settings.interval,
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.effective_buffer_size,
+        settings.host_root or "(this machine)",
+    )
+    publisher.start()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = load_settings_or_exit(AgentSettings, PROGRAM)
+    if args.interval is not None:
+        if not 0 < args.interval <= 3600:
+            fail_config(PROGRAM, "invalid configuration: --interval must be in (0, 3600]")
+        settings.interval = args.interval
+    if args.check_health:
+        return 0 if is_fresh(settings.heartbeat_file, 3 * settings.interval + 10) else 1
+    setup_logging(settings.log_level)
+    collector = build_collector(settings)
+    if args.once:
+        return run_once(collector)
+    return run(settings, collector)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

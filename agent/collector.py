@@ -1,0 +1,93 @@
+"""MetricsCollector: one collection cycle, node and containers, as wire messages."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from agent.container_collector import ContainerCollector
+from agent.host_collector import HostCollector
+from agent.self_stats import SelfMonitor
+from common import __version__
+from contract.models import AgentStats, ContainerMetricsBatch, NodeMetrics, utc_now
+
+OutboxState = Callable[[], tuple[int, int]]
+
+
+class MetricsCollector:
+    """Collects node and container metrics.
+
+    ``outbox_state`` reports (buffered, dropped) of the publisher so the node message can say
+    what the broker has not acknowledged yet.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        host: HostCollector,
+        containers: ContainerCollector,
+        interval: float,
+        outbox_state: OutboxState = lambda: (0, 0),
+    ) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.containers = containers
+        self.interval = interval
+        self.outbox_state = outbox_state
+        self._self = SelfMonitor()
+        self._arch = platform.machine()
+        self._cycle_started: float | None = None
+        self.cycle = 0
+
+    def prime(self) -> None:
+        """Take the baselines that the first published figures average from."""
+        self.containers.prime()
+        self.host.prime()
+        self._self.sample()
+
+    def collect_node_metrics(self, timestamp: datetime | None = None, cycle: int = 0) -> NodeMetrics:
+        """Node figures over the interval since the previous call (or ``prime``)."""
+        started = self._cycle_started if self._cycle_started is not None else time.monotonic()
+        fields = self.host.collect()
+        rss_mb, cpu_percent = self._self.sample()
+        buffered, dropped = self.outbox_state()
+        agent = AgentStats(
+            version=__version__,
+            arch=self._arch,
+            collect_seconds=time.monotonic() - started,
+            rss_mb=rss_mb,
+            cpu_percent=cpu_percent,
+            buffered=buffered,
+            dropped=dropped,
+        )
+        return NodeMetrics.model_validate(
+            {
+                **fields,
+                "node_id": self.node_id,
+                "timestamp": timestamp or utc_now(),
+                "cycle": cycle,
+                "interval_seconds": float(self.interval),
+                "agent": agent,
+            }
+        )
+
+    def collect_container_metrics(self, timestamp: datetime | None = None, cycle: int = 0) -> ContainerMetricsBatch:
+        """Every running container's figures; ``error`` says why the list is empty or partial."""
+        containers, error = self.containers.collect()
+        return ContainerMetricsBatch(
+            node_id=self.node_id, timestamp=timestamp or utc_now(), cycle=cycle, containers=containers, error=error
+        )
+
+    def collect(self) -> tuple[NodeMetrics, ContainerMetricsBatch]:
+        """One cycle: both messages with the same timestamp and cycle; the node message times the cycle."""
+        self._cycle_started = time.monotonic()
+        self.cycle += 1
+        timestamp = utc_now()
+        try:
+            batch = self.collect_container_metrics(timestamp, self.cycle)
+            node = self.collect_node_metrics(timestamp, self.cycle)
+        finally:
+            self._cycle_started = None
+        return node, batch

@@ -1,0 +1,120 @@
+"""A real Mosquitto for tests: the shipped mosquitto.conf and otto-auth credentials, via testcontainers."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER_IMAGE = "eclipse-mosquitto:2"
+MOSQUITTO_UID = "1883:1883"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_otto_auth(workdir: Path, *args: str) -> str:
+    """Run mosquitto/otto-auth in a throwaway broker container on ``workdir``/{auth,secrets}."""
+    result = subprocess.run(
+        [
+            "docker", "run", "--rm", "-u", MOSQUITTO_UID,
+            "-v", f"{REPO / 'mosquitto' / 'otto-auth'}:/usr/local/bin/otto-auth:ro",
+            "-v", f"{workdir / 'auth'}:/mosquitto/auth",
+            "-v", f"{workdir / 'secrets'}:/mosquitto/secrets",
+            BROKER_IMAGE, "otto-auth", *args,
+        ],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return result.stdout
+
+
+@dataclass
+class Broker:
+    """A running broker reachable on 127.0.0.1:``port``."""
+
+    container: DockerContainer
+    port: int
+    workdir: Path
+    passwords: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+    def password(self, user: str) -> str:
+        return self.passwords[user]
+
+    def add_node(self, node_id: str) -> str:
+        """Create a node credential inside the running broker (it reloads); return the password."""
+        output = self.exec("otto-auth", "add-node", node_id)
+        password = next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith("OTTO_MQTT_PASSWORD="))
+        self.passwords[node_id] = password
+        time.sleep(0.5)  # SIGHUP reload is asynchronous
+        return password
+
+    def exec(self, *command: str) -> str:
+        wrapped = self.container.get_wrapped_container()
+        code, output = wrapped.exec_run(list(command), user=MOSQUITTO_UID)
+        text = output.decode(errors="replace")
+        assert code == 0, text
+        return text
+
+    def stop(self) -> None:
+        self.container.get_wrapped_container().stop(timeout=5)
+
+    def start(self) -> None:
+        self.container.get_wrapped_container().start()
+        wait_until_listening(self.host, self.port)
+
+    def logs(self) -> str:
+        wrapped = self.container.get_wrapped_container()
+        return bytes(wrapped.logs()).decode(errors="replace")
+
+
+def wait_until_listening(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+@contextlib.contextmanager
+def start_broker(workdir: Path, nodes: list[str]) -> Iterator[Broker]:
+    """Create credentials with otto-auth, then run the broker with the shipped configuration."""
+    for sub in ("auth", "secrets", "data"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+        shutil.chown(workdir / sub, 1883, 1883)
+    run_otto_auth(workdir, "init", *nodes)
+    passwords = {
+        path.name.removesuffix(".password"): path.read_text().strip()
+        for path in (workdir / "secrets").glob("*.password")
+    }
+    port = free_port()
+    container = (
+        DockerContainer(BROKER_IMAGE)
+        .with_bind_ports(1883, port)
+        .with_volume_mapping(str(REPO / "mosquitto" / "mosquitto.conf"), "/mosquitto/config/mosquitto.conf", "ro")
+        .with_volume_mapping(str(REPO / "mosquitto" / "otto-auth"), "/usr/local/bin/otto-auth", "ro")
+        .with_volume_mapping(str(workdir / "auth"), "/mosquitto/auth", "rw")
+        .with_volume_mapping(str(workdir / "data"), "/mosquitto/data", "rw")
+        .with_kwargs(user=MOSQUITTO_UID)
+        .waiting_for(LogMessageWaitStrategy(re.compile(r"mosquitto version \S+ running")))
+    )
+    container.start()
+    try:
+        wait_until_listening("127.0.0.1", port)
+        yield Broker(container=container, port=port, workdir=workdir, passwords=passwords)
+    finally:
+        container.stop()

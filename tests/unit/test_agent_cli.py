@@ -1,0 +1,92 @@
+"""The agent's command line: configuration errors, --version, --once without a broker or daemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.settings import AgentSettings
+from contract import ContainerMetricsBatch, NodeMetrics
+from tests.support.agent_process import REPO, env_without_otto
+
+HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
+
+
+def run_agent(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        env={**env_without_otto(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("OTTO_INTERVAL", "abc", "OTTO_INTERVAL: Input should be a valid number"),
+        ("OTTO_INTERVAL", "0", "OTTO_INTERVAL: Input should be greater than 0"),
+        ("OTTO_MQTT_PORT", "70000", "OTTO_MQTT_PORT: Input should be less than or equal to 65535"),
+        ("OTTO_NODE_ID", "pi/01", "OTTO_NODE_ID: String should match pattern"),
+        ("OTTO_LOG_LEVEL", "LOUD", "OTTO_LOG_LEVEL: Input should be"),
+        ("OTTO_MQTT_PASSWORD_FILE", "/nonexistent/pw", "OTTO_MQTT_PASSWORD_FILE: cannot read /nonexistent/pw"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line(variable: str, value: str, expected: str) -> None:
+    result = run_agent("--once", **{variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+
+
+def test_version_and_help() -> None:
+    version = run_agent("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("otto-agent 0.")
+    assert "--once" in run_agent("--help").stdout
+
+
+def test_once_on_fixture_host_without_docker_or_broker(tmp_path: Path) -> None:
+    """--once prints both messages exactly as published; a missing daemon is reported, not fatal."""
+    result = run_agent(
+        "--once",
+        "--interval",
+        "0.2",
+        OTTO_HOST_ROOT=str(HOSTS / "rpi4-bookworm"),
+        DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    node = NodeMetrics.model_validate_json(lines[0])
+    batch = ContainerMetricsBatch.model_validate_json(lines[1])
+    assert node.node_id == batch.node_id == "pi-kitchen"  # the host's hostname, from the host root
+    assert node.timestamp == batch.timestamp
+    assert node.temperature_c == 51.121
+    assert node.under_voltage is True
+    assert node.memory_cgroup_enabled is False
+    assert node.agent.arch
+    assert batch.containers == []
+    assert batch.error is not None
+    assert batch.error.startswith("docker daemon unreachable")
+    assert "cgroup_enable=memory" in result.stderr  # the one warning that says how to fix it
+    assert result.stderr.count("cgroup_enable=memory") == 1
+    assert json.loads(lines[0])["schema"] == 1
+
+
+def test_password_file_is_read(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    settings = AgentSettings(mqtt_password_file=secret, mqtt_username="pi-01")
+    assert settings.mqtt_password is not None
+    assert settings.mqtt_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert AgentSettings(interval=5).effective_buffer_size == 1440  # one hour of cycles, two messages each
+    assert AgentSettings(interval=5, buffer_size=10).effective_buffer_size == 10
