@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,13 @@ def test_password_file_is_read(tmp_path: Path) -> None:
     assert "s3cret" not in repr(settings)
     assert AgentSettings(interval=5).effective_buffer_size == 1440  # one hour of cycles, two messages each
     assert AgentSettings(interval=5, buffer_size=10).effective_buffer_size == 10
+
+
+def test_check_health_follows_the_heartbeat(tmp_path: Path) -> None:
+    heartbeat = tmp_path / "beat"
+    assert run_agent("--check-health", OTTO_HEARTBEAT_FILE=str(heartbeat)).returncode == 1  # never beaten
+    heartbeat.touch()
+    assert run_agent("--check-health", OTTO_HEARTBEAT_FILE=str(heartbeat), OTTO_INTERVAL="5").returncode == 0
+    old = time.time() - 3 * 5 - 11
+    os.utime(heartbeat, (old, old))
+    assert run_agent("--check-health", OTTO_HEARTBEAT_FILE=str(heartbeat), OTTO_INTERVAL="5").returncode == 1
