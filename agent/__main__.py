@@ -99,7 +99,7 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
             port=settings.mqtt_port,
             client_id=f"otto-agent-{node_id}",
             username=settings.mqtt_username,
-            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            password=settings.mqtt_password_value,
             keepalive=settings.mqtt_keepalive,
         ),
         buffer_size=settings.effective_buffer_size,
