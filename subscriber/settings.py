@@ -1,0 +1,53 @@
+"""The subscriber's configuration: environment variables prefixed ``OTTO_``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from common.mqtt_settings import MqttSettings
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """'7d', '12h', '30m', '90s' or plain seconds; anything else is left to pydantic (ISO 8601)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class SubscriberSettings(MqttSettings):
+    """Every setting of the subscriber, read from ``OTTO_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="OTTO_", case_sensitive=False, extra="ignore")
+
+    mqtt_client_id: str = Field("otto-subscriber", min_length=1, max_length=64)
+    mqtt_session_expiry: Duration = Field(timedelta(days=7), description="How long the broker queues for us.")
+
+    db_path: Path = Field(Path("otto-history.db"), description="SQLite history file.")
+    retention: Duration = Field(timedelta(days=7), description="How long history is kept.")
+    stale_after: float = Field(3.0, gt=1.0, le=1000.0, description="Stale after this many silent intervals.")
+    max_payload_bytes: int = Field(1_048_576, ge=1024, le=268_435_456)
+
+    api_host: str = "0.0.0.0"  # noqa: S104  (the API is meant to be reachable; compose publishes it)
+    api_port: int = Field(8080, ge=1, le=65535)
+    log_level: LogLevel = "INFO"
+    log_messages: bool = Field(True, description="Log the plan's per-message lines at INFO.")
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> SubscriberSettings:
+        if self.retention <= timedelta(0):
+            raise ValueError("OTTO_RETENTION: must be positive")
+        return self
