@@ -1,0 +1,297 @@
+"""History storage: a small interface and its SQLite implementation (one file, WAL, batched writes).
+
+Columns are derived from the wire contract: every numeric or boolean field of NodeMetrics (and of
+its ``agent`` object, prefixed ``agent_``) and of ContainerMetrics is a typed column, so history
+queries need no JSON parsing and a field added to the contract becomes a column on next start.
+Rows are keyed by (node, [container name,] timestamp): a message delivered twice is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from contract.models import AgentStats, ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
+from subscriber.state import NodeView
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """The scalar behind Optional/Annotated wrappers, or None for lists, models and the like."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _scalar_type(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _scalar_type(inner[0]) if len(inner) == 1 else None
+    return annotation if annotation in (int, float, bool, str) else None
+
+
+def _columns(model: type[BaseModel], kinds: tuple[type, ...], skip: set[str]) -> list[str]:
+    return [
+        name
+        for name, field in model.model_fields.items()
+        if name not in skip and _scalar_type(field.annotation) in kinds
+    ]
+
+
+NUMERIC = (int, float, bool)
+NODE_FIELDS = _columns(NodeMetrics, NUMERIC, {"schema_version"})
+AGENT_FIELDS = _columns(AgentStats, NUMERIC, set())
+#: Queryable node history fields (the agent's own figures are prefixed ``agent_``).
+NODE_SERIES_FIELDS = NODE_FIELDS + [f"agent_{name}" for name in AGENT_FIELDS]
+#: Queryable container history fields.
+CONTAINER_SERIES_FIELDS = _columns(ContainerMetrics, NUMERIC, set())
+CONTAINER_TEXT_FIELDS = ["container_id", "image", "state", "health"]
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """New rows per table (copies of rows already stored are not counted)."""
+
+    nodes: int
+    containers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A time series, oldest first; ``truncated`` when older points in the range were left out."""
+
+    points: list[tuple[datetime, float | None]]
+    truncated: bool
+
+
+class HistoryStore(Protocol):
+    """What the subscriber needs from a history store; SQLite today, a server database later."""
+
+    def write(
+        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+    ) -> Written:
+        """Store samples and the latest views in one transaction."""
+
+    def node_series(self, node_id: str, field: str, start: datetime, end: datetime, limit: int) -> Series: ...
+
+    def container_series(
+        self, node_id: str, container: str, field: str, start: datetime, end: datetime, limit: int
+    ) -> Series: ...
+
+    def latest_views(self) -> list[NodeView]: ...
+
+    def prune(self, older_than: datetime) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteHistoryStore:
+    """HistoryStore on one SQLite file in WAL mode. One writer thread; any number of reader threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA busy_timeout=10000")
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    # -- schema -----------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        # NUMERIC affinity keeps integers exact (counters go beyond 2**53) and floats as floats.
+        node_columns = ", ".join(f"{c} NUMERIC" for c in NODE_SERIES_FIELDS)
+        container_columns = ", ".join(
+            [f"{c} TEXT" for c in CONTAINER_TEXT_FIELDS] + [f"{c} NUMERIC" for c in CONTAINER_SERIES_FIELDS]
+        )
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS node_samples (node_id TEXT NOT NULL, ts INTEGER NOT NULL, "
+                f"cpu_per_core TEXT, {node_columns}, PRIMARY KEY (node_id, ts)) WITHOUT ROWID"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS container_samples (node_id TEXT NOT NULL, container_name TEXT NOT NULL, "
+                f"ts INTEGER NOT NULL, {container_columns}, PRIMARY KEY (node_id, container_name, ts)) WITHOUT ROWID"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS latest (node_id TEXT PRIMARY KEY, metrics TEXT, containers TEXT, "
+                "status TEXT, last_seen REAL, last_metrics REAL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS node_samples_ts ON node_samples (ts)")
+            db.execute("CREATE INDEX IF NOT EXISTS container_samples_ts ON container_samples (ts)")
+            # Fields added to the contract since the file was created become new columns.
+            for table, wanted in (
+                ("node_samples", NODE_SERIES_FIELDS),
+                ("container_samples", CONTAINER_TEXT_FIELDS + CONTAINER_SERIES_FIELDS),
+            ):
+                existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column in wanted:
+                    if column not in existing:
+                        kind = "TEXT" if column in CONTAINER_TEXT_FIELDS else "NUMERIC"
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._writer)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def write(
+        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+    ) -> Written:
+        node_rows = [_node_row(m) for m in nodes]
+        container_rows = [_container_row(b, c) for b in batches for c in b.containers]
+        with self._transaction() as db:
+            before = db.total_changes
+            if node_rows:
+                columns = ["node_id", "ts", "cpu_per_core", *NODE_SERIES_FIELDS]
+                db.executemany(_insert("node_samples", columns), node_rows)
+            after_nodes = db.total_changes
+            if container_rows:
+                columns = ["node_id", "container_name", "ts", *CONTAINER_TEXT_FIELDS, *CONTAINER_SERIES_FIELDS]
+                db.executemany(_insert("container_samples", columns), container_rows)
+            stored = Written(after_nodes - before, db.total_changes - after_nodes)
+            if latest:
+                db.executemany(
+                    "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            v.node_id,
+                            v.metrics.model_dump_json() if v.metrics else None,
+                            v.containers.model_dump_json() if v.containers else None,
+                            v.status.model_dump_json() if v.status else None,
+                            v.last_seen,
+                            v.last_metrics,
+                        )
+                        for v in latest
+                    ],
+                )
+        return stored
+
+    def prune(self, older_than: datetime) -> int:
+        cutoff = to_ms(older_than)
+        with self._transaction() as db:
+            before = db.total_changes
+            db.execute("DELETE FROM node_samples WHERE ts < ?", (cutoff,))
+            db.execute("DELETE FROM container_samples WHERE ts < ?", (cutoff,))
+            db.execute("DELETE FROM latest WHERE last_seen < ?", (cutoff / 1000,))
+            return db.total_changes - before
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def node_series(self, node_id: str, field: str, start: datetime, end: datetime, limit: int) -> Series:
+        if field not in NODE_SERIES_FIELDS:
+            raise ValueError(f"unknown node field {field!r}")
+        return self._series(  # field is one of the whitelisted column names checked above
+            f"SELECT ts, {field} FROM node_samples WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?",  # noqa: S608
+            (node_id, to_ms(start), to_ms(end), limit + 1),
+            limit,
+        )
+
+    def container_series(
+        self, node_id: str, container: str, field: str, start: datetime, end: datetime, limit: int
+    ) -> Series:
+        if field not in CONTAINER_SERIES_FIELDS:
+            raise ValueError(f"unknown container field {field!r}")
+        return self._series(  # field is one of the whitelisted column names checked above
+            f"SELECT ts, {field} FROM container_samples WHERE node_id = ? AND container_name = ? "  # noqa: S608
+            "AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?",
+            (node_id, container, to_ms(start), to_ms(end), limit + 1),
+            limit,
+        )
+
+    def _series(self, sql: str, params: tuple[Any, ...], limit: int) -> Series:
+        rows = self._reader().execute(sql, params).fetchall()
+        points = [(from_ms(ts), value) for ts, value in reversed(rows[:limit])]
+        return Series(points, truncated=len(rows) > limit)
+
+    def latest_views(self) -> list[NodeView]:
+        views = []
+        for node_id, metrics, containers, status, last_seen, last_metrics in self._reader().execute(
+            "SELECT node_id, metrics, containers, status, last_seen, last_metrics FROM latest"
+        ):
+            views.append(
+                NodeView(
+                    node_id=node_id,
+                    metrics=NodeMetrics.model_validate_json(metrics) if metrics else None,
+                    containers=ContainerMetricsBatch.model_validate_json(containers) if containers else None,
+                    status=NodeStatus.model_validate_json(status) if status else None,
+                    last_seen=last_seen,
+                    last_metrics=last_metrics,
+                )
+            )
+        return views
+
+    def count(self, table: str) -> int:
+        """Rows in ``node_samples`` or ``container_samples`` (for tests and diagnostics)."""
+        if table not in ("node_samples", "container_samples"):
+            raise ValueError(table)
+        return int(self._reader().execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+    def close(self) -> None:
+        self._writer.close()
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self.connection
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.connection.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _insert(table: str, columns: list[str]) -> str:
+    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+
+
+def _node_row(message: NodeMetrics) -> tuple[Any, ...]:
+    agent = message.agent
+    return (
+        message.node_id,
+        to_ms(message.timestamp),
+        json.dumps(message.cpu_per_core),
+        *(getattr(message, c) for c in NODE_FIELDS),
+        *(getattr(agent, c) for c in AGENT_FIELDS),
+    )
+
+
+def _container_row(batch: ContainerMetricsBatch, container: ContainerMetrics) -> tuple[Any, ...]:
+    return (
+        batch.node_id,
+        container.container_name,
+        to_ms(batch.timestamp),
+        *(getattr(container, c) for c in CONTAINER_TEXT_FIELDS),
+        *(getattr(container, c) for c in CONTAINER_SERIES_FIELDS),
+    )
