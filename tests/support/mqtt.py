@@ -133,3 +133,26 @@ def publish_once(broker: Broker, user: str, topic: str, payload: bytes, retain: 
     client.disconnect()
     client.loop_stop()
     return reasons[0]
+
+
+class Publisher:
+    """One connection publishing many QoS 1 messages; ``flush`` waits for every PUBACK."""
+
+    def __init__(self, broker: Broker, user: str) -> None:
+        self.client = connect(broker, user)
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self._pending.append(self.client.publish(topic, payload, qos=1, retain=retain))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for info in self._pending:
+            info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "a PUBACK did not arrive"
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,108 @@
+"""``python -m subscriber`` / ``otto-subscriber``: run the control-plane subscriber and its API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sqlite3
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from common import __version__
+from common.cli import fail_config, load_settings_or_exit, setup_logging
+from subscriber.api import create_app
+from subscriber.consumer import BrokerConfig, MetricsSubscriber
+from subscriber.prometheus import FleetCollector, SubscriberCounters
+from subscriber.settings import SubscriberSettings
+from subscriber.state import FleetState
+from subscriber.store import SqliteHistoryStore
+
+PROGRAM = "otto-subscriber"
+log = logging.getLogger("subscriber")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Consume every node's metrics from MQTT; keep the live state and the history; "
+        "serve them over HTTP (API, OpenAPI at /docs, Prometheus at /metrics). "
+        "Configured with OTTO_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parse_args(argv)
+    settings = load_settings_or_exit(SubscriberSettings, PROGRAM)
+    setup_logging(settings.log_level)
+    try:
+        store = SqliteHistoryStore(settings.db_path)
+    except (OSError, sqlite3.Error) as exc:
+        fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
+
+    state = FleetState(settings.stale_after)
+    restored = store.latest_views()
+    for view in restored:
+        state.restore(view)
+    registry = CollectorRegistry()
+    counters = SubscriberCounters(registry)
+    registry.register(FleetCollector(state))
+    subscriber = MetricsSubscriber(
+        BrokerConfig(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password_value,
+            client_id=settings.mqtt_client_id,
+            session_expiry=settings.mqtt_session_expiry,
+        ),
+        state,
+        store,
+        counters,
+        max_payload_bytes=settings.max_payload_bytes,
+        retention=settings.retention,
+        log_messages=settings.log_messages,
+    )
+    app = create_app(state, store, registry, lambda: (subscriber.connected, subscriber.worker_alive))
+    log.info(
+        "otto-subscriber %s: broker %s:%d, history %s (retention %s, %d nodes restored), API on %s:%d",
+        __version__,
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.db_path,
+        settings.retention,
+        len(restored),
+        settings.api_host,
+        settings.api_port,
+    )
+    subscriber.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,
+            access_log=False,
+            log_level=settings.log_level.lower(),
+        )
+    )
+    # uvicorn handles SIGTERM/SIGINT itself, then restores the handlers it found and raises the
+    # signal again; finding these, that second delivery is a no-op and the cleanup below runs.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    try:
+        server.run()
+    finally:
+        subscriber.stop()
+        store.close()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The control plane's HTTP API (FastAPI): fleet state, history, health, Prometheus metrics.
+
+OpenAPI is served at ``/openapi.json`` and ``/docs``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
+
+from common import __version__
+from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
+from contract.topics import NODE_ID_PATTERN
+from subscriber.state import FleetState, NodeView
+from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, HistoryStore
+
+MAX_POINTS = 10_000
+DEFAULT_WINDOW = timedelta(hours=1)
+
+NodeIdPath = Annotated[str, Path(pattern=NODE_ID_PATTERN, description="Node id.")]
+
+
+class NodeSummary(BaseModel):
+    """One line of the fleet overview."""
+
+    node_id: str
+    status: Literal["online", "offline", "stale"]
+    last_seen: datetime | None = Field(description="When anything was last received from the node (UTC).")
+    agent_version: str | None
+    interval_seconds: float
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None
+    temperature_c: float | None
+    under_voltage: bool | None
+    memory_cgroup_enabled: bool | None
+    containers: int | None = Field(description="Containers in the latest batch.")
+
+
+class NodeDetail(BaseModel):
+    """Everything known of one node right now."""
+
+    node_id: str
+    status: Literal["online", "offline", "stale"]
+    last_seen: datetime | None
+    metrics: NodeMetrics | None
+    containers: ContainerMetricsBatch | None
+    node_status: NodeStatus | None = Field(description="The node's last status message (retained or last will).")
+
+
+class Point(BaseModel):
+    timestamp: datetime
+    value: float | None
+
+
+class History(BaseModel):
+    """A time series of one field, oldest first."""
+
+    node_id: str
+    container: str | None
+    field: str
+    start: datetime
+    end: datetime
+    points: list[Point]
+    truncated: bool = Field(description="True when older points in the range were left out (raise limit).")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    mqtt_connected: bool
+    worker_alive: bool
+    nodes: int
+
+
+def _epoch(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def create_app(
+    state: FleetState,
+    store: HistoryStore | None,
+    registry: CollectorRegistry,
+    health: Callable[[], tuple[bool, bool]],
+) -> FastAPI:
+    """Build the API around the live state and the store; ``health`` says (mqtt connected, worker alive)."""
+    app = FastAPI(
+        title="otto-metrics control plane",
+        version=__version__,
+        description="Live state and history of a fleet of Raspberry Pi Docker hosts.",
+    )
+
+    def availability(view: NodeView) -> Literal["online", "offline", "stale"]:
+        return view.availability(time.time(), state.stale_after).value
+
+    def known(node_id: str) -> NodeView:
+        view = state.get(node_id)
+        if view is None:
+            raise HTTPException(404, f"unknown node {node_id!r}")
+        return view
+
+    @app.get("/api/nodes", summary="Every node with its status, last-seen time and a summary")
+    def list_nodes() -> list[NodeSummary]:
+        summaries = []
+        for view in state.snapshot():
+            m = view.metrics
+            summaries.append(
+                NodeSummary(
+                    node_id=view.node_id,
+                    status=availability(view),
+                    last_seen=_epoch(view.last_seen),
+                    agent_version=m.agent.version if m else (view.status.agent_version if view.status else None),
+                    interval_seconds=view.interval,
+                    cpu_percent=m.cpu_percent if m else None,
+                    memory_percent=m.memory_percent if m else None,
+                    disk_percent=m.disk_percent if m else None,
+                    temperature_c=m.temperature_c if m else None,
+                    under_voltage=m.under_voltage if m else None,
+                    memory_cgroup_enabled=m.memory_cgroup_enabled if m else None,
+                    containers=len(view.containers.containers) if view.containers else None,
+                )
+            )
+        return summaries
+
+    @app.get("/api/nodes/{node_id}", summary="Latest node metrics and containers of one node")
+    def node_detail(node_id: NodeIdPath) -> NodeDetail:
+        view = known(node_id)
+        return NodeDetail(
+            node_id=view.node_id,
+            status=availability(view),
+            last_seen=_epoch(view.last_seen),
+            metrics=view.metrics,
+            containers=view.containers,
+            node_status=view.status,
+        )
+
+    @app.get("/api/nodes/{node_id}/history", summary="Time series of one field, for the node or one container")
+    def history(
+        node_id: NodeIdPath,
+        field: Annotated[str, Query(description="Node field (e.g. cpu_percent, agent_rss_mb) or container field.")],
+        start: Annotated[datetime | None, Query(description="ISO 8601; default end - 1 h. Naive = UTC.")] = None,
+        end: Annotated[datetime | None, Query(description="ISO 8601; default now. Naive = UTC.")] = None,
+        container: Annotated[str | None, Query(max_length=512, description="Container name.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_POINTS, description="Newest points returned.")] = 1000,
+    ) -> History:
+        view = known(node_id)
+        allowed = CONTAINER_SERIES_FIELDS if container is not None else NODE_SERIES_FIELDS
+        if field not in allowed:
+            kind = "container" if container is not None else "node"
+            raise HTTPException(422, f"unknown {kind} field {field!r}; one of: {', '.join(allowed)}")
+        try:
+            end_utc = _utc(end) if end is not None else datetime.now(UTC)
+            start_utc = _utc(start) if start is not None else end_utc - DEFAULT_WINDOW
+        except OverflowError:
+            raise HTTPException(422, "start or end is out of range") from None
+        if start_utc >= end_utc:
+            raise HTTPException(422, "start must be before end")
+        if store is None:
+            raise HTTPException(404, "history is not stored by this subscriber")
+        if container is None:
+            series = store.node_series(node_id, field, start_utc, end_utc, limit)
+        else:
+            series = store.container_series(node_id, container, field, start_utc, end_utc, limit)
+            current = {c.container_name for c in view.containers.containers} if view.containers else set()
+            if not series.points and container not in current:
+                raise HTTPException(404, f"no container {container!r} on node {node_id!r} in that range")
+        return History(
+            node_id=node_id,
+            container=container,
+            field=field,
+            start=start_utc,
+            end=end_utc,
+            points=[Point(timestamp=t, value=v) for t, v in series.points],
+            truncated=series.truncated,
+        )
+
+    @app.get("/healthz", summary="Liveness: 200 while the worker runs (MQTT state in the body)")
+    def healthz(response: Response) -> Health:
+        mqtt_connected, worker_alive = health()
+        if not worker_alive:
+            response.status_code = 503
+        return Health(
+            status="ok" if worker_alive else "degraded",
+            mqtt_connected=mqtt_connected,
+            worker_alive=worker_alive,
+            nodes=len(state.snapshot()),
+        )
+
+    @app.get("/metrics", summary="Prometheus exposition", response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,314 @@
+"""MetricsSubscriber: consumes every node's messages, validates them, keeps state and history.
+
+paho's network thread only queues what arrives. One worker thread decodes, updates the fleet
+state, calls the handlers and writes history in batches. Messages are acknowledged (manual ack)
+only once their rows are committed, so neither a restart nor a crash loses anything: the broker
+keeps the persistent session's unacknowledged and queued messages and redelivers them, and the
+store ignores the copies it already has. The number of unacknowledged messages the broker may send
+us (Receive Maximum) bounds the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from common.cli import RateLimitedLog
+from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
+from contract.topics import SUBSCRIPTIONS, parse_topic
+from subscriber.decoding import Decoded, Rejected, decode
+from subscriber.prometheus import SubscriberCounters
+from subscriber.state import FleetState
+from subscriber.store import HistoryStore
+
+log = logging.getLogger(__name__)
+message_log = logging.getLogger("subscriber.messages")
+
+#: Unacknowledged messages the broker may have in flight to us (MQTT v5 Receive Maximum).
+RECEIVE_MAXIMUM = 4096
+FLUSH_SECONDS = 0.1
+FLUSH_MESSAGES = 1000
+PRUNE_EVERY_SECONDS = 600.0
+
+NodeHandler = Callable[[NodeMetrics], None]
+ContainerHandler = Callable[[ContainerMetricsBatch], None]
+StatusHandler = Callable[[NodeStatus], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "otto-subscriber"
+    session_expiry: timedelta = timedelta(days=7)
+    keepalive: int = 30
+
+
+@dataclass(slots=True)
+class _Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    epoch: int
+    at: float
+
+
+@dataclass(slots=True)
+class _Batch:
+    nodes: list[NodeMetrics] = field(default_factory=list)
+    containers: list[ContainerMetricsBatch] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, epoch)
+    opened: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.acks)
+
+
+class MetricsSubscriber:
+    """Subscribes to metrics from all nodes."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        state: FleetState,
+        store: HistoryStore | None,
+        counters: SubscriberCounters,
+        *,
+        max_payload_bytes: int = 1_048_576,
+        retention: timedelta | None = None,
+        log_messages: bool = True,
+    ) -> None:
+        self.broker = broker
+        self.state = state
+        self.store = store
+        self.counters = counters
+        self.max_payload_bytes = max_payload_bytes
+        self.retention = retention
+        self.log_messages = log_messages
+        self._node_handlers: list[NodeHandler] = []
+        self._container_handlers: list[ContainerHandler] = []
+        self._status_handlers: list[StatusHandler] = []
+        self._queue: queue.SimpleQueue[_Received | None] = queue.SimpleQueue()
+        self._epoch = 0
+        self._connected = False
+        self._worker = threading.Thread(target=self._run, name="otto-subscriber-worker", daemon=True)
+        self._rejections = RateLimitedLog(log, period=60.0)
+        self._store_failures = RateLimitedLog(log, period=60.0)
+        self._client = self._make_client()
+
+    # -- the plan's public API ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (retrying forever) and start handling messages in the background."""
+        self._worker.start()
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = int(self.broker.session_expiry.total_seconds())
+        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._client.connect_async(
+            self.broker.host, self.broker.port, self.broker.keepalive, clean_start=False, properties=properties
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Handle and store everything received so far, then disconnect (the session stays)."""
+        self._queue.put(None)
+        self._worker.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.counters.mqtt_connected.set(0)
+
+    def on_node_metrics(self, msg: NodeMetrics) -> None:
+        """Handle incoming node metrics: log the plan's line, then call registered handlers."""
+        if self.log_messages:
+            message_log.info("[%s] CPU: %.1f%% MEM: %.1f%%", msg.node_id, msg.cpu_percent, msg.memory_percent)
+        self._call(self._node_handlers, msg)
+
+    def on_container_metrics(self, msg: ContainerMetricsBatch) -> None:
+        """Handle incoming container metrics: one line per container, then registered handlers."""
+        if self.log_messages:
+            for c in msg.containers:
+                message_log.info("  [%s] CPU: %.1f%% MEM: %.1fMB", c.container_name, c.cpu_percent, c.memory_usage_mb)
+        self._call(self._container_handlers, msg)
+
+    def on_status(self, msg: NodeStatus) -> None:
+        """Handle a node's (retained) status or last will."""
+        if self.log_messages:
+            message_log.info("[%s] %s (agent %s)", msg.node_id, msg.status, msg.agent_version)
+        self._call(self._status_handlers, msg)
+
+    def add_node_handler(self, handler: NodeHandler) -> None:
+        self._node_handlers.append(handler)
+
+    def add_container_handler(self, handler: ContainerHandler) -> None:
+        self._container_handlers.append(handler)
+
+    def add_status_handler(self, handler: StatusHandler) -> None:
+        self._status_handlers.append(handler)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker.is_alive()
+
+    # -- paho (network thread): queue and return ----------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.broker.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        if self.broker.username is not None:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.suppress_exceptions = True
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._rejections.warning("connect", "broker refused the connection: %s; retrying", reason)
+            return
+        self._epoch += 1
+        self._connected = True
+        self.counters.mqtt_connected.set(1)
+        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS.values()])
+        log.info(
+            "connected to broker %s:%d as %s (%s session)",
+            self.broker.host,
+            self.broker.port,
+            self.broker.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self._connected:
+            log.warning("disconnected from broker: %s; reconnecting", reason)
+        self._connected = False
+        self.counters.mqtt_connected.set(0)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self.counters.queue_depth.inc()
+        self._queue.put(
+            _Received(message.topic, bytes(message.payload), message.mid, message.qos, self._epoch, time.time())
+        )
+
+    # -- worker thread --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch = _Batch()
+        next_prune = time.monotonic() + 5.0
+        while True:
+            wait = FLUSH_SECONDS - (time.monotonic() - batch.opened) if len(batch) else 1.0
+            try:
+                item = self._queue.get(timeout=max(0.0, wait))
+            except queue.Empty:
+                item = _IDLE
+            if item is None:
+                self._flush(batch)
+                return
+            if item is not _IDLE:
+                self._handle(item, batch)
+            if len(batch) >= FLUSH_MESSAGES or (len(batch) and time.monotonic() - batch.opened >= FLUSH_SECONDS):
+                batch = self._flush(batch)
+            if time.monotonic() >= next_prune:
+                self._prune()
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+
+    def _handle(self, item: _Received, batch: _Batch) -> None:
+        self.counters.queue_depth.dec()
+        parsed = parse_topic(item.topic)
+        self.counters.received.labels(parsed[1].name.lower() if parsed else "unknown").inc()
+        result = decode(item.topic, item.payload, self.max_payload_bytes)
+        if isinstance(result, Rejected):
+            self.counters.rejected.labels(result.reason.value).inc()
+            self._rejections.warning(
+                result.reason.value, "rejected a message on %s: %s: %s", item.topic[:120], result.reason, result.detail
+            )
+            self._ack(item.mid, item.qos, item.epoch)
+            return
+        if not len(batch):
+            batch.opened = time.monotonic()
+        batch.acks.append((item.mid, item.qos, item.epoch))
+        batch.touched.add(result.node_id)
+        self._dispatch(result, item.at, batch)
+
+    def _dispatch(self, decoded: Decoded, received_at: float, batch: _Batch) -> None:
+        message = decoded.message
+        if isinstance(message, NodeMetrics):
+            self.state.apply_node_metrics(message, received_at)
+            batch.nodes.append(message)
+            self.on_node_metrics(message)
+        elif isinstance(message, ContainerMetricsBatch):
+            self.state.apply_container_metrics(message, received_at)
+            batch.containers.append(message)
+            self.on_container_metrics(message)
+        elif isinstance(message, NodeStatus):
+            self.state.apply_status(message, received_at)
+            self.on_status(message)
+
+    def _flush(self, batch: _Batch) -> _Batch:
+        if not len(batch):
+            return batch
+        if self.store is not None:
+            latest = [view for node_id in batch.touched if (view := self.state.get(node_id)) is not None]
+            try:
+                stored = self.store.write(batch.nodes, batch.containers, latest)
+            except Exception as exc:  # any store failure: keep the batch, retry, never ack
+                self.counters.store_errors.inc()
+                self._store_failures.warning("store", "cannot write history (%s); will retry", exc)
+                batch.opened = time.monotonic()  # retry after another flush period
+                return batch
+            self.counters.rows_stored.labels("node_samples").inc(stored.nodes)
+            self.counters.rows_stored.labels("container_samples").inc(stored.containers)
+        for mid, qos, epoch in batch.acks:
+            self._ack(mid, qos, epoch)
+        return _Batch()
+
+    def _ack(self, mid: int, qos: int, epoch: int) -> None:
+        # A message id belongs to the connection it arrived on; after a reconnect the broker
+        # redelivers the unacknowledged ones itself.
+        if qos > 0 and epoch == self._epoch and self._connected:
+            self._client.ack(mid, qos)
+
+    def _prune(self) -> None:
+        if self.store is None or self.retention is None:
+            return
+        try:
+            removed = self.store.prune(datetime.now(UTC) - self.retention)
+        except Exception as exc:  # a failed prune is retried next time
+            self.counters.store_errors.inc()
+            self._store_failures.warning("prune", "cannot prune history (%s)", exc)
+            return
+        self.counters.rows_pruned.inc(removed)
+        if removed:
+            log.info("retention: removed %d rows older than %s", removed, self.retention)
+
+    def _call(self, handlers: list[Callable[[Any], None]], message: object) -> None:
+        for handler in handlers:
+            try:
+                handler(message)
+            except Exception as exc:  # a user handler must not stop ingestion
+                self.counters.handler_errors.inc()
+                self._rejections.warning("handler", "handler %r failed: %s", handler, exc)
+
+
+_IDLE = _Received("", b"", 0, 0, 0, 0.0)

@@ -1,0 +1,145 @@
+"""The HTTP API and /metrics on a populated state and store; bad parameters give 4xx, never 5xx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from subscriber.api import create_app
+from subscriber.prometheus import FleetCollector, SubscriberCounters
+from subscriber.state import FleetState
+from subscriber.store import SqliteHistoryStore
+from tests.support.messages import T0, container, container_batch, node_metrics, status, ticks
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    now = time.time()
+    state = FleetState(stale_after=3.0)
+    store = SqliteHistoryStore(tmp_path / "h.db")
+    nodes = [node_metrics(at=t, cycle=i + 1, cpu_percent=10.0 + i) for i, t in enumerate(ticks(4))]
+    batches = [
+        container_batch(at=t, containers=[container("web", cpu_percent=float(i))]) for i, t in enumerate(ticks(4))
+    ]
+    for n, b in zip(nodes, batches, strict=True):
+        state.apply_node_metrics(n, received_at=now)
+        state.apply_container_metrics(b, received_at=now)
+    state.apply_status(status("node-b", "offline", at=None), received_at=now)
+    store.write(nodes, batches, [])
+    registry = CollectorRegistry()
+    counters = SubscriberCounters(registry)
+    counters.rejected.labels("spoofed").inc(3)
+    registry.register(FleetCollector(state))
+    app = create_app(state, store, registry, lambda: (True, True))
+    with TestClient(app) as test_client:
+        yield test_client
+    store.close()
+
+
+def test_list_nodes(client: TestClient) -> None:
+    nodes = client.get("/api/nodes").json()
+    assert [n["node_id"] for n in nodes] == ["node-a", "node-b"]
+    a, b = nodes
+    assert (a["status"], a["cpu_percent"], a["containers"], a["agent_version"]) == ("online", 13.0, 1, "0.1.0")
+    assert (b["status"], b["cpu_percent"], b["containers"]) == ("offline", None, None)
+    assert a["last_seen"].endswith("Z")
+
+
+def test_node_detail(client: TestClient) -> None:
+    detail = client.get("/api/nodes/node-a").json()
+    assert detail["metrics"]["cycle"] == 4
+    assert detail["metrics"]["schema"] == 1
+    assert detail["containers"]["containers"][0]["container_name"] == "web"
+    assert client.get("/api/nodes/node-b").json()["node_status"]["status"] == "offline"
+
+
+def test_history_of_node_and_container(client: TestClient) -> None:
+    window = {"start": T0.isoformat(), "end": (T0 + timedelta(minutes=1)).isoformat()}
+    node = client.get("/api/nodes/node-a/history", params={"field": "cpu_percent", **window}).json()
+    assert [p["value"] for p in node["points"]] == [10.0, 11.0, 12.0, 13.0]
+    assert node["truncated"] is False
+    web = client.get(
+        "/api/nodes/node-a/history", params={"field": "cpu_percent", "container": "web", "limit": 2, **window}
+    ).json()
+    assert [p["value"] for p in web["points"]] == [2.0, 3.0]
+    assert web["truncated"] is True
+    naive = client.get(
+        "/api/nodes/node-a/history",
+        params={"field": "cpu_percent", "start": "2026-11-27T10:00:00", "end": "2026-11-27T10:00:06"},
+    ).json()
+    assert len(naive["points"]) == 2  # naive times are UTC
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status_code", "message"),
+    [
+        ("/api/nodes/ghost", {}, 404, "unknown node 'ghost'"),
+        ("/api/nodes/ghost/history", {"field": "cpu_percent"}, 404, "unknown node"),
+        ("/api/nodes/bad%2Bid", {}, 422, "pattern"),
+        ("/api/nodes/node-a/history", {}, 422, "field"),
+        ("/api/nodes/node-a/history", {"field": "node_id"}, 422, "unknown node field 'node_id'"),
+        ("/api/nodes/node-a/history", {"field": "memory_usage_mb"}, 422, "one of: cycle"),
+        ("/api/nodes/node-a/history", {"field": "pids"}, 422, "unknown node field"),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "container": "ghost"}, 404, "no container 'ghost'"),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "limit": 0}, 422, "greater than or equal to 1"),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "limit": 10**12}, 422, "less than or equal to 10000"),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "limit": "many"}, 422, "valid integer"),
+        (
+            "/api/nodes/node-a/history",
+            {"field": "cpu_percent", "start": "2026-11-27T11:00:00Z", "end": "2026-11-27T10:00:00Z"},
+            422,
+            "start must be before end",
+        ),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "start": "last tuesday"}, 422, "datetime"),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "end": "0001-01-01T00:00:00Z"}, 422, "out of range"),
+        ("/api/nodes/node-a/history", {"field": "cpu_percent", "start": "9999-12-31T23:59:59Z"}, 422, "before end"),
+    ],
+)
+def test_bad_parameters_are_4xx_with_a_clear_message(
+    client: TestClient, path: str, params: dict[str, object], status_code: int, message: str
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == status_code, response.text
+    assert message in response.text
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "mqtt_connected": True, "worker_alive": True, "nodes": 2}
+
+
+def test_metrics_exposition(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    assert samples[("otto_node_up", (("node", "node-a"),))] == 1.0
+    assert samples[("otto_node_up", (("node", "node-b"),))] == 0.0
+    assert samples[("otto_node_status", (("node", "node-b"), ("status", "offline")))] == 1.0
+    assert samples[("otto_node_cpu_percent", (("node", "node-a"),))] == 13.0
+    assert samples[("otto_node_memory_used_bytes", (("node", "node-a"),))] == 1500.0 * 2**20
+    assert samples[("otto_node_network_receive_bytes_total", (("node", "node-a"),))] == 2000.0
+    assert samples[("otto_node_cpu_core_percent", (("core", "1"), ("node", "node-a")))] == 15.0
+    web = (("container", "web"), ("image", "nginx:1.27"), ("node", "node-a"))
+    assert samples[("otto_container_cpu_percent", web)] == 3.0
+    assert samples[("otto_container_memory_usage_bytes", web)] == 40.0 * 2**20
+    assert samples[("otto_container_health_status", (*web[:2], ("node", "node-a"), ("status", "healthy")))] == 1.0
+    assert samples[("otto_subscriber_messages_rejected_total", (("reason", "spoofed"),))] == 3.0
+    assert samples[("otto_subscriber_messages_rejected_total", (("reason", "bad_json"),))] == 0.0
+
+
+def test_openapi_describes_the_api(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/api/nodes", "/api/nodes/{node_id}", "/api/nodes/{node_id}/history", "/healthz", "/metrics"} <= set(
+        spec["paths"]
+    )
+    assert client.get("/docs").status_code == 200
