@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from agent.collector import MetricsCollector
 from agent.container_collector import ContainerCollector
-from agent.heartbeat import Heartbeat, is_fresh
+from agent.healthcheck import is_fresh, max_age
+from agent.heartbeat import Heartbeat
 from agent.host_collector import HostCollector, HostPaths
 from agent.mqtt_link import MqttConfig, MqttLink
 from agent.publisher import MetricsPublisher
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail_config(PROGRAM, "invalid configuration: --interval must be in (0, 3600]")
         settings.interval = args.interval
     if args.check_health:
-        return 0 if is_fresh(settings.heartbeat_file, 3 * settings.interval + 10) else 1
+        return 0 if is_fresh(settings.heartbeat_file, max_age(settings.interval)) else 1
     setup_logging(settings.log_level)
     collector = build_collector(settings)
     if args.once:

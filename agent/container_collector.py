@@ -178,6 +178,8 @@ class ContainerCollector:
             listed = self._list_running()
         except _TRANSIENT as exc:
             reason = _short_reason(exc)
+            if "Permission denied" in reason:
+                reason += " (the agent needs the socket's group: DOCKER_GID=$(stat -c %g /var/run/docker.sock))"
             self._set_reachable(False, reason)
             self._known.clear()
             self._previous_wall = self._previous_system = None
@@ -280,4 +282,4 @@ class ContainerCollector:
 
 def _short_reason(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    return text[:300]

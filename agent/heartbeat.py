@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -23,11 +22,3 @@ class Heartbeat:
             if not self._failed:
                 log.warning("cannot write heartbeat %s: %s (the healthcheck will fail)", self.path, exc)
             self._failed = True
-
-
-def is_fresh(path: Path, max_age: float) -> bool:
-    """True if ``path`` was touched within ``max_age`` seconds."""
-    try:
-        return time.time() - path.stat().st_mtime <= max_age
-    except OSError:
-        return False

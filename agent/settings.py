@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from agent.healthcheck import DEFAULT_HEARTBEAT
 from common.mqtt_settings import MqttSettings
 from contract.models import NodeId
 
@@ -37,7 +38,7 @@ class AgentSettings(MqttSettings):
     )
     docker_timeout: int = Field(4, ge=1, le=60, description="Timeout of one Docker API call, seconds.")
     docker_concurrency: int = Field(0, ge=0, le=256, description="Parallel stats calls; 0 = automatic.")
-    heartbeat_file: Path = Field(Path("/tmp/otto-agent.heartbeat"))
+    heartbeat_file: Path = Field(Path(DEFAULT_HEARTBEAT))
     log_level: LogLevel = "INFO"
 
     @property
