@@ -42,17 +42,23 @@ def run_otto_auth(workdir: Path, *args: str) -> str:
 
 
 @dataclass
-class Broker:
-    """A running broker reachable on 127.0.0.1:``port``."""
+class BrokerAddress:
+    """Where a broker listens, and the passwords the test knows."""
 
-    container: DockerContainer
     port: int
-    workdir: Path
     passwords: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
 
     def password(self, user: str) -> str:
         return self.passwords[user]
+
+
+@dataclass
+class Broker(BrokerAddress):
+    """A broker container started by the test (see ``start_broker``)."""
+
+    container: DockerContainer = field(kw_only=True)
+    workdir: Path = field(kw_only=True)
 
     def add_node(self, node_id: str) -> str:
         """Create a node credential inside the running broker (it reloads); return the password."""
@@ -115,6 +121,6 @@ def start_broker(workdir: Path, nodes: list[str]) -> Iterator[Broker]:
     container.start()
     try:
         wait_until_listening("127.0.0.1", port)
-        yield Broker(container=container, port=port, workdir=workdir, passwords=passwords)
+        yield Broker(port=port, passwords=passwords, container=container, workdir=workdir)
     finally:
         container.stop()

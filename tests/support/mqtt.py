@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.support.broker import Broker
+from tests.support.broker import BrokerAddress
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Received:
 
 
 def connect(
-    broker: Broker,
+    broker: BrokerAddress,
     user: str | None,
     password: str | None = None,
     *,
@@ -76,7 +76,7 @@ class Recorder:
     """Subscribes (as the control plane by default) and keeps every message it receives."""
 
     def __init__(
-        self, broker: Broker, topic: str = "otto/#", user: str = "controlplane", persistent: bool = False
+        self, broker: BrokerAddress, topic: str = "otto/#", user: str = "controlplane", persistent: bool = False
     ) -> None:
         self.messages: list[Received] = []
         self._lock = threading.Condition()
@@ -117,7 +117,7 @@ class Recorder:
         self.client.loop_stop()
 
 
-def publish_once(broker: Broker, user: str, topic: str, payload: bytes, retain: bool = False) -> Any:
+def publish_once(broker: BrokerAddress, user: str, topic: str, payload: bytes, retain: bool = False) -> Any:
     """Publish one QoS 1 message and return the broker's PUBACK reason code (v5)."""
     client = connect(broker, user)
     reasons: list[Any] = []
@@ -138,7 +138,7 @@ def publish_once(broker: Broker, user: str, topic: str, payload: bytes, retain: 
 class Publisher:
     """One connection publishing many QoS 1 messages; ``flush`` waits for every PUBACK."""
 
-    def __init__(self, broker: Broker, user: str) -> None:
+    def __init__(self, broker: BrokerAddress, user: str) -> None:
         self.client = connect(broker, user)
         self._pending: list[mqtt.MQTTMessageInfo] = []
 
