@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from testcontainers.compose import DockerCompose
 
 from contract import to_payload
 from contract.topics import node_metrics_topic
+from tests.support.agent_process import REPO
 from tests.support.broker import BrokerAddress, free_port
 from tests.support.compose import stack
 from tests.support.load import wait_until
@@ -133,3 +136,20 @@ def test_running_containers_are_hardened(plane: Plane, docker_client: docker.Doc
         assert attrs["Config"]["User"] not in ("", "0", "root", "0:0"), service
         assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}, service
         assert host["RestartPolicy"]["Name"] == "unless-stopped", service
+
+
+@pytest.mark.parametrize("compose_file", ["compose.yaml", "compose.rpi.yaml"])
+def test_compose_files_are_valid_from_a_fresh_clone(compose_file: str, tmp_path: Path) -> None:
+    """`docker compose config` with no .env and no OTTO_* variables, as on a fresh clone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTTO_", "DOCKER_GID", "COMPOSE_"))}
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    result = subprocess.run(
+        ["docker", "compose", "-f", compose_file, "--env-file", str(empty), "config", "--format", "json"],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name, service in services.items():
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"], name
