@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from agent.cgroup_stats import CgroupReader
 from agent.collector import MetricsCollector
 from agent.container_collector import ContainerCollector
 from agent.healthcheck import is_fresh, max_age
@@ -65,7 +66,12 @@ def build_collector(settings: AgentSettings) -> MetricsCollector:
     host = HostCollector(paths)
     if host.memory_cgroup_enabled is False:
         log.warning(MEMORY_CGROUP_HINT)
-    containers = ContainerCollector(timeout=settings.docker_timeout, concurrency=settings.docker_concurrency)
+    cgroups = CgroupReader(paths.sys, paths.proc) if settings.container_stats == "auto" else None
+    if cgroups is not None and not cgroups.usable:
+        cgroups = None
+    containers = ContainerCollector(
+        timeout=settings.docker_timeout, concurrency=settings.docker_concurrency, cgroups=cgroups
+    )
     return MetricsCollector(resolve_node_id(settings, paths), host, containers, settings.interval)
 
 

@@ -1,11 +1,14 @@
-"""Container metrics from the Docker Engine API, computed with the ``docker stats`` formulas.
+"""Container metrics, computed with the ``docker stats`` formulas.
 
-Per cycle: one list call, then for every running container (concurrently, bounded, each call with
-a timeout) a stats call and, only when needed, an inspect call. CPU % is computed against the
-agent's own previous sample of the container, so it averages the whole publish interval:
+Per cycle: one list call to the Engine API, then for every running container a stats sample and,
+only when needed, an inspect call (restart count, first process, network mode). The sample comes
+from the host's cgroup filesystem when it is visible (agent.cgroup_stats: same inputs as the
+daemon, no daemon CPU), otherwise from the Engine API's stats endpoint, fetched concurrently
+(bounded pool, per-call timeout). CPU % is computed against the agent's own previous sample of
+the container, so it averages the whole publish interval:
 
-* known container: one-shot stats (no daemon-side waiting on Engine >= 25) against our sample;
-* new container that started after our previous cycle: one-shot stats against zero usage at the
+* known container: the new sample (cgroup files, or one-shot stats) against our previous one;
+* new container that started after our previous cycle: the sample against zero usage at the
   previous cycle's system time (all of its CPU time falls inside the interval);
 * any other unknown container: the daemon's two-sample mode (what ``docker stats --no-stream``
   does), never a since-boot average.
@@ -19,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +32,7 @@ from docker.errors import DockerException, NotFound
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from agent import docker_stats
+from agent.cgroup_stats import CgroupLocation, CgroupReader, system_cpu_sample
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetrics
 
@@ -51,15 +55,26 @@ def default_client_factory(timeout: int, pool: int) -> docker.DockerClient:
     return docker.from_env(timeout=timeout, max_pool_size=pool)
 
 
+@dataclass(frozen=True, slots=True)
+class _Details:
+    """What inspect said about a container; refreshed on a change and at least every minute."""
+
+    restart_count: int
+    started_at: float | None
+    pid: int
+    host_network: bool
+    cgroup: CgroupLocation | None
+    inspected_at: float
+
+
 @dataclass(slots=True)
 class _Known:
     """What the agent remembers of one container between cycles."""
 
     cpu_stats: Mapping[str, Any]
-    restart_count: int
     state: str
     health: str | None
-    inspected_at: float
+    details: _Details
 
 
 @dataclass(slots=True)
@@ -104,8 +119,11 @@ class ContainerCollector:
         timeout: int = 4,
         concurrency: int = 0,
         client_factory: ClientFactory = default_client_factory,
+        cgroups: CgroupReader | None = None,
     ) -> None:
         self._timeout = timeout
+        self._cgroups = cgroups
+        self._system: tuple[int, int] = (0, 0)
         self._concurrency_setting = concurrency
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -187,7 +205,17 @@ class ContainerCollector:
         self._set_reachable(True)
 
         assert self._pool is not None
-        results = list(self._pool.map(lambda entry: self._sample(entry, priming), listed))
+        if self._cgroups is not None:
+            self._system = system_cpu_sample((self._cgroups.proc / "stat").read_text())
+        # Containers whose cgroup is known and need no inspect are read right here; only those
+        # needing the API (inspect, or stats without a cgroup) go to the worker pool.
+        local = [e for e in listed if self._readable_locally(e)]
+        remote = [e for e in listed if not self._readable_locally(e)]
+        by_id = {str(e["Id"]): self._sample(e, priming) for e in local}
+        by_id.update(
+            zip((str(e["Id"]) for e in remote), self._pool.map(lambda e: self._sample(e, priming), remote), strict=True)
+        )
+        results = [by_id[str(e["Id"])] for e in listed]
         metrics = [r.metrics for r in results if r.metrics is not None]
         known: dict[str, _Known] = {}
         for r in results:
@@ -207,6 +235,34 @@ class ContainerCollector:
         self._warn.warning("stats", "%s", summary)
         return metrics, summary
 
+    def _needs_inspect(self, known: _Known | None, entry: Mapping[str, Any]) -> bool:
+        return (
+            known is None
+            or known.state != str(entry.get("State") or "running")
+            or known.health != health_from_status(str(entry.get("Status") or ""))
+            or time.monotonic() - known.details.inspected_at > INSPECT_MAX_AGE
+        )
+
+    def _readable_locally(self, entry: Mapping[str, Any]) -> bool:
+        known = self._known.get(str(entry["Id"]))
+        return known is not None and known.details.cgroup is not None and not self._needs_inspect(known, entry)
+
+    def _inspect(self, api: docker.APIClient, container_id: str) -> _Details:
+        info = api.inspect_container(container_id)
+        state, host = info.get("State") or {}, info.get("HostConfig") or {}
+        pid = int(state.get("Pid") or 0)
+        cgroup = None
+        if self._cgroups is not None and pid > 0:
+            cgroup = self._cgroups.locate(container_id, pid, str(host.get("CgroupParent") or ""))
+        return _Details(
+            restart_count=int(info.get("RestartCount") or 0),
+            started_at=_parse_docker_time(str(state.get("StartedAt") or "")),
+            pid=pid,
+            host_network=host.get("NetworkMode") == "host",
+            cgroup=cgroup,
+            inspected_at=time.monotonic(),
+        )
+
     def _sample(self, entry: Mapping[str, Any], priming: bool) -> _Result:
         container_id = str(entry["Id"])
         state = str(entry.get("State") or "running")
@@ -216,19 +272,22 @@ class ContainerCollector:
         if api is None:
             return _Result(container_id, error="docker client closed")
         try:
-            restart_count, started_at = None, None
-            if (
-                known is None
-                or known.state != state
-                or known.health != health
-                or time.monotonic() - known.inspected_at > INSPECT_MAX_AGE
-            ):
-                details = api.inspect_container(container_id)
-                restart_count = int(details.get("RestartCount") or 0)
-                started_at = _parse_docker_time(str((details.get("State") or {}).get("StartedAt") or ""))
-            baseline = self._baseline(known, started_at)
-            use_one_shot = self._api >= ONE_SHOT_API and (priming or baseline is not None)
-            stats = api.stats(container_id, stream=False, one_shot=True if use_one_shot else None)
+            details = (
+                known.details
+                if known is not None and not self._needs_inspect(known, entry)
+                else self._inspect(api, container_id)
+            )
+            baseline = self._baseline(known, details.started_at)
+            stats: Mapping[str, Any] | None = None
+            if self._cgroups is not None and details.cgroup is not None and (priming or baseline is not None):
+                try:
+                    stats = self._cgroups.read(details.cgroup, details.pid, details.host_network, self._system)
+                except (OSError, ValueError, KeyError):
+                    # Stopped, restarted or moved: the API answers this time, inspect looks again next cycle.
+                    details = replace(details, cgroup=None, inspected_at=0.0)
+            if stats is None:
+                use_one_shot = self._api >= ONE_SHOT_API and (priming or baseline is not None)
+                stats = api.stats(container_id, stream=False, one_shot=True if use_one_shot else None)
         except NotFound:
             return _Result(container_id)  # removed between the list and now: skip quietly
         except requests.Timeout:
@@ -236,14 +295,12 @@ class ContainerCollector:
         except (requests.RequestException, DockerException) as exc:
             return _Result(container_id, error=_short_reason(exc))
 
-        inspected_at = time.monotonic() if restart_count is not None else known.inspected_at if known else 0.0
-        if restart_count is None:
-            restart_count = known.restart_count if known else 0
         cpu_stats = stats.get("cpu_stats") or {}
         sampled = docker_stats.has_sample(stats)
         restarted = baseline is not None and docker_stats.cpu_usage_ns(cpu_stats) < docker_stats.cpu_usage_ns(baseline)
         if sampled and baseline is not None and restarted:
             baseline = {**baseline, "cpu_usage": {"total_usage": 0}}  # a restarted container's cgroup counts from 0
+            details = replace(details, inspected_at=0.0)  # new first process: look again next cycle
         figures = docker_stats.figures(stats, baseline)
         name = (entry.get("Names") or [str(stats.get("name") or container_id[:12])])[0].lstrip("/")
         metrics = ContainerMetrics(
@@ -252,7 +309,7 @@ class ContainerCollector:
             image=str(entry.get("Image") or ""),
             state=state,
             health=health,
-            restart_count=restart_count,
+            restart_count=details.restart_count,
             pids=figures.pids,
             cpu_percent=figures.cpu_percent,
             memory_percent=figures.memory_percent,
@@ -263,7 +320,7 @@ class ContainerCollector:
             block_read_bytes=figures.block_read_bytes,
             block_write_bytes=figures.block_write_bytes,
         )
-        remembered = _Known(cpu_stats, restart_count, state, health, inspected_at) if sampled else None
+        remembered = _Known(cpu_stats, state, health, details) if sampled else None
         return _Result(container_id, metrics=metrics, known=remembered)
 
     def _baseline(self, known: _Known | None, started_at: float | None) -> Mapping[str, Any] | None:

@@ -1,7 +1,8 @@
 """What the agent process itself costs: resident memory and CPU time.
 
-Read from the process's own ``/proc/self`` and ``os.times()``, never through psutil, whose
-PROCFS_PATH points at the host's /proc where our pid means another process.
+Read from the process's own ``/proc/self`` and ``time.process_time()`` (nanosecond CPU clock of
+all threads), never through psutil, whose PROCFS_PATH points at the host's /proc where our pid
+means another process.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ class SelfMonitor:
 
     @staticmethod
     def _now() -> tuple[float, float]:
-        times = os.times()
-        return times.user + times.system, time.monotonic()
+        return time.process_time(), time.monotonic()
 
     def sample(self) -> tuple[float, float]:
         """(rss in MiB, CPU % of one core since the previous sample)."""

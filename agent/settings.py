@@ -38,6 +38,10 @@ class AgentSettings(MqttSettings):
     )
     docker_timeout: int = Field(4, ge=1, le=60, description="Timeout of one Docker API call, seconds.")
     docker_concurrency: int = Field(0, ge=0, le=256, description="Parallel stats calls; 0 = automatic.")
+    container_stats: Literal["auto", "api"] = Field(
+        "auto",
+        description="auto: read container cgroups directly where visible, else the Engine API; api: always the API.",
+    )
     heartbeat_file: Path = Field(Path(DEFAULT_HEARTBEAT))
     log_level: LogLevel = "INFO"
 

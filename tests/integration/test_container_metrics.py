@@ -6,10 +6,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 
 import docker
 import pytest
 
+from agent.cgroup_stats import CgroupReader
 from agent.container_collector import ContainerCollector
 from contract import ContainerMetrics
 from tests.support.docker_cli import parse_pair, parse_percent
@@ -55,8 +57,13 @@ def by_name(metrics: list[ContainerMetrics], loads: LoadContainers) -> dict[str,
     }
 
 
-def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers) -> None:
-    collector = ContainerCollector(timeout=15)
+def cgroup_reader() -> CgroupReader:
+    return CgroupReader(Path("/sys"), Path("/proc"))  # this host's cgroups, as through OTTO_HOST_ROOT
+
+
+@pytest.mark.parametrize("source", ["cgroup", "api"])
+def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers, source: str) -> None:
+    collector = ContainerCollector(timeout=15, cgroups=cgroup_reader() if source == "cgroup" else None)
     collector.prime()
     time.sleep(3)
     names = [c.name for c in loads.started]
@@ -65,6 +72,8 @@ def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers) ->
         time.sleep(0.5)  # the CLI averages the second before its second sample; end ours at about the same time
         ours, error = collector.collect()
         cli = cli_future.result()
+    if source == "cgroup":  # every container was read from its cgroup files, none through the API
+        assert all(known.details.cgroup is not None for known in collector._known.values())
     collector.close()
     assert error is None
     mine = by_name(ours, loads)
@@ -99,14 +108,15 @@ def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers) ->
         assert m.pids == int(row["PIDs"]), role
 
 
-def test_first_sight_is_never_a_since_boot_average(docker_client: docker.DockerClient) -> None:
+@pytest.mark.parametrize("source", ["cgroup", "api"])
+def test_first_sight_is_never_a_since_boot_average(docker_client: docker.DockerClient, source: str) -> None:
     load = LoadContainers(docker_client)
     half_core = 500_000_000  # both loads fit on a 2-core machine next to the daemon and the test
     try:
         load.run("busy-before", "while :; do :; done", nano_cpus=half_core)
         time.sleep(2)
         # Never seen and no baseline: the daemon's two samples, like `docker stats --no-stream`.
-        collector = ContainerCollector(timeout=15)
+        collector = ContainerCollector(timeout=15, cgroups=cgroup_reader() if source == "cgroup" else None)
         first = by_name(collector.collect()[0], load)
         previous_cycle_end = time.time()
         assert first["busy-before"].cpu_percent == pytest.approx(50.0, abs=5.0)
@@ -131,7 +141,8 @@ def test_first_sight_is_never_a_since_boot_average(docker_client: docker.DockerC
         load.close()
 
 
-def test_state_health_restarts_and_host_network(docker_client: docker.DockerClient) -> None:
+@pytest.mark.parametrize("source", ["cgroup", "api"])
+def test_state_health_restarts_and_host_network(docker_client: docker.DockerClient, source: str) -> None:
     load = LoadContainers(docker_client)
     try:
         load.run(
@@ -141,7 +152,7 @@ def test_state_health_restarts_and_host_network(docker_client: docker.DockerClie
         flaky = load.run("flaky", "sleep 1; exit 3", restart_policy={"Name": "on-failure", "MaximumRetryCount": 50})
         load.run("hostnet", "sleep 3600", network_mode="host")
         wait_until(lambda: docker_client.api.inspect_container(flaky.id)["RestartCount"] >= 2, timeout=60)
-        collector = ContainerCollector(timeout=15)
+        collector = ContainerCollector(timeout=15, cgroups=cgroup_reader() if source == "cgroup" else None)
         collector.prime()
 
         def seen() -> dict[str, ContainerMetrics]:

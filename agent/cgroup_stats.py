@@ -1,0 +1,261 @@
+"""Container stats read straight from the host's cgroup filesystem, shaped like the Engine API's.
+
+The Docker daemon answers a stats request by reading a handful of cgroup files (through
+containerd and the container's shim), /proc/stat and the container's network counters, spending
+milliseconds of CPU per container. Reading the same files ourselves through the host root mount
+costs the daemon nothing. The result has the shape of ``GET /containers/{id}/stats`` so the
+``docker stats`` formulas (agent.docker_stats) apply unchanged; each input is the one the daemon
+uses (moby daemon/stats_unix.go, containerd cgroups):
+
+* CPU: cgroup v1 ``cpuacct.usage``; v2 ``cpu.stat`` ``usage_usec`` x 1000. System: the first seven
+  fields of the ``cpu`` line of /proc/stat x 1e9 / CLK_TCK; online CPUs: the ``cpuN`` lines.
+* Memory: v1 ``memory.usage_in_bytes``, ``memory.limit_in_bytes``, ``memory.stat``; v2
+  ``memory.current``, ``memory.max``, ``memory.stat``. A limit above MemTotal is reported as
+  MemTotal. No memory controller (Raspberry Pi OS default): no memory stats, as the daemon.
+* Block I/O: v1 ``blkio.io_service_bytes_recursive`` when the CFQ files have entries, else
+  ``blkio.throttle.io_service_bytes``; v2 ``io.stat`` rbytes/wbytes per device.
+* PIDs: ``pids.current``. Network: /proc/<pid>/net/dev of the container's first process, every
+  interface but ``lo``; nothing for ``--network host``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import procfs
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_V1_CONTROLLERS = ("cpuacct", "memory", "blkio", "pids")
+_MAX_SEARCH_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLocation:
+    """Where one container's cgroup lives: one directory (v2) or one per controller (v1)."""
+
+    version: int
+    dirs: dict[str, Path]
+
+    def dir(self, controller: str) -> Path | None:
+        return self.dirs.get("unified" if self.version == 2 else controller)
+
+
+def _read(path: Path) -> str:
+    with open(path, encoding="ascii") as handle:
+        return handle.read()
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = _read(path).strip()
+    except OSError:
+        return None
+    return None if text == "max" else int(text)
+
+
+def _flat_keyed(text: str) -> dict[str, int]:
+    """'key value' lines (memory.stat, cpu.stat)."""
+    values = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value:
+            values[key] = int(value)
+    return values
+
+
+def system_cpu_sample(stat_text: str) -> tuple[int, int]:
+    """(system_cpu_usage in ns, online CPUs) from /proc/stat, as the daemon computes them."""
+    lines = stat_text.splitlines()
+    fields = lines[0].split()[1:8]  # user nice system idle iowait irq softirq
+    ticks = sum(int(v) for v in fields)
+    online = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return ticks * 1_000_000_000 // _CLOCK_TICKS, online
+
+
+def parse_blkio_v1(text: str) -> list[dict[str, Any]]:
+    """blkio.*io_service_bytes* lines 'major:minor Op value' (the 'Total n' line skipped)."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.replace(":", " ").split()
+        if len(fields) == 4:
+            entries.append({"major": int(fields[0]), "minor": int(fields[1]), "op": fields[2], "value": int(fields[3])})
+    return entries
+
+
+def parse_io_stat_v2(text: str) -> list[dict[str, Any]]:
+    """io.stat lines 'major:minor rbytes=.. wbytes=.. ...' as the daemon's read/write entries."""
+    entries = []
+    for line in text.splitlines():
+        device, *pairs = line.split()
+        major, _, minor = device.partition(":")
+        values = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+        for op, key in (("read", "rbytes"), ("write", "wbytes")):
+            entries.append({"major": int(major), "minor": int(minor), "op": op, "value": int(values.get(key, 0))})
+    return entries
+
+
+def container_networks(net_dev_text: str) -> dict[str, dict[str, int]]:
+    """Per-interface counters of a container's network namespace, loopback excluded."""
+    return {
+        name: {"rx_bytes": rx, "tx_bytes": tx}
+        for name, (rx, tx) in procfs.parse_net_dev(net_dev_text).items()
+        if name != "lo"
+    }
+
+
+class CgroupReader:
+    """Reads containers' stats from ``{sys_root}/fs/cgroup`` and ``{proc_root}``."""
+
+    def __init__(self, sys_root: Path, proc_root: Path) -> None:
+        self.root = sys_root / "fs" / "cgroup"
+        self.proc = proc_root
+        self.version = 2 if (self.root / "cgroup.controllers").exists() else 1
+        meminfo = _read(proc_root / "meminfo").split()
+        self.mem_total = int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024
+
+    @property
+    def usable(self) -> bool:
+        """Whether the host's cgroup hierarchy is visible here at all."""
+        return self.root.is_dir() and any(self.root.iterdir())
+
+    # -- finding a container's cgroup ------------------------------------------------------------
+
+    def locate(self, container_id: str, pid: int, cgroup_parent: str = "") -> CgroupLocation | None:
+        """The container's cgroup directories, or None if they are not visible from here.
+
+        A directory is accepted only if it exists and its path names the full container id (a
+        reused pid would name another container). Membership cannot be checked through
+        cgroup.procs: from inside a container it lists only the pids of the reader's namespace.
+        """
+        try:
+            lines = _read(self.proc / str(pid) / "cgroup").splitlines()
+        except OSError:
+            lines = []
+        if self.version == 1:
+            return self._locate_v1(lines, container_id)
+        return self._locate_v2(lines, container_id, cgroup_parent)
+
+    def _locate_v1(self, lines: list[str], container_id: str) -> CgroupLocation | None:
+        dirs = {}
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                if controller in _V1_CONTROLLERS:
+                    candidate = self.root / controller / path.lstrip("/")
+                    if not candidate.is_dir():
+                        candidate = self.root / controllers / path.lstrip("/")
+                    dirs[controller] = candidate
+        cpuacct = dirs.get("cpuacct")
+        if cpuacct is None or not _is_theirs(cpuacct, container_id):
+            return None
+        return CgroupLocation(1, {c: d for c, d in dirs.items() if _is_theirs(d, container_id)})
+
+    def _locate_v2(self, lines: list[str], container_id: str, parent: str) -> CgroupLocation | None:
+        path = next((line[3:] for line in lines if line.startswith("0::")), "")
+        candidates = []
+        if path and not path.startswith("/.."):  # not relative to a private cgroup namespace of ours
+            candidates.append(self.root / path.lstrip("/"))
+        candidates += [
+            self.root / "system.slice" / f"docker-{container_id}.scope",
+            self.root / "docker" / container_id,
+        ]
+        if parent:
+            candidates.append(self.root / parent.strip("/") / container_id)
+        for candidate in candidates:
+            if _is_theirs(candidate, container_id):
+                return CgroupLocation(2, {"unified": candidate})
+        found = _search(self.root, {container_id, f"docker-{container_id}.scope"}, _MAX_SEARCH_DEPTH)
+        return CgroupLocation(2, {"unified": found}) if found is not None else None
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read(self, location: CgroupLocation, pid: int, host_network: bool, system: tuple[int, int]) -> dict[str, Any]:
+        """One stats object in the Engine API's shape; OSError if the cgroup is gone."""
+        system_usage, online = system
+        if location.version == 1:
+            cpu, memory, blkio, pids = self._read_v1(location)
+        else:
+            cpu, memory, blkio, pids = self._read_v2(location)
+        if memory and memory["limit"] > self.mem_total:
+            memory["limit"] = self.mem_total
+        stats: dict[str, Any] = {
+            "read": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "cpu_stats": {"cpu_usage": {"total_usage": cpu}, "system_cpu_usage": system_usage, "online_cpus": online},
+            "memory_stats": memory,
+            "blkio_stats": {"io_service_bytes_recursive": blkio},
+            "pids_stats": {"current": pids} if pids is not None else {},
+        }
+        if not host_network:  # a gone first process raises: the caller falls back to the API
+            stats["networks"] = container_networks(_read(self.proc / str(pid) / "net" / "dev"))
+        return stats
+
+    def _read_v1(self, location: CgroupLocation) -> tuple[int, dict[str, Any], list[dict[str, Any]], int | None]:
+        cpuacct = location.dir("cpuacct")
+        if cpuacct is None:
+            raise FileNotFoundError("no cpuacct cgroup")
+        cpu = int(_read(cpuacct / "cpuacct.usage"))
+        memory: dict[str, Any] = {}
+        memdir = location.dir("memory")
+        if memdir is not None and (usage := _read_int(memdir / "memory.usage_in_bytes")) is not None:
+            memory = {
+                "usage": usage,
+                "limit": _read_int(memdir / "memory.limit_in_bytes") or 0,
+                "stats": _flat_keyed(_read(memdir / "memory.stat")),
+            }
+        blkio: list[dict[str, Any]] = []
+        blkdir = location.dir("blkio")
+        if blkdir is not None:
+            if (blkdir / "blkio.io_serviced_recursive").exists():
+                cfq = _read(blkdir / "blkio.io_serviced_recursive") + _read(blkdir / "blkio.io_service_bytes_recursive")
+                if parse_blkio_v1(cfq):
+                    blkio = parse_blkio_v1(_read(blkdir / "blkio.io_service_bytes_recursive"))
+            if not blkio:
+                blkio = parse_blkio_v1(_read(blkdir / "blkio.throttle.io_service_bytes"))
+        pidsdir = location.dir("pids")
+        pids = _read_int(pidsdir / "pids.current") if pidsdir is not None else None
+        return cpu, memory, blkio, pids
+
+    def _read_v2(self, location: CgroupLocation) -> tuple[int, dict[str, Any], list[dict[str, Any]], int | None]:
+        directory = location.dirs["unified"]
+        cpu = _flat_keyed(_read(directory / "cpu.stat"))["usage_usec"] * 1000
+        memory: dict[str, Any] = {}
+        if (usage := _read_int(directory / "memory.current")) is not None:
+            limit = _read_int(directory / "memory.max")
+            memory = {
+                "usage": usage,
+                "limit": limit if limit is not None else 2**64 - 1,
+                "stats": _flat_keyed(_read(directory / "memory.stat")),
+            }
+        try:
+            blkio = parse_io_stat_v2(_read(directory / "io.stat"))
+        except OSError:
+            blkio = []
+        return cpu, memory, blkio, _read_int(directory / "pids.current")
+
+
+def _is_theirs(directory: Path, container_id: str) -> bool:
+    """An existing cgroup directory whose path names this container."""
+    return container_id in directory.name and directory.is_dir()
+
+
+def _search(root: Path, names: set[str], depth: int) -> Path | None:
+    """Breadth-first search for a directory called one of ``names`` (custom cgroup parents)."""
+    level = [root]
+    for _ in range(depth):
+        following = []
+        for directory in level:
+            try:
+                with os.scandir(directory) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            if entry.name in names:
+                                return Path(entry.path)
+                            following.append(Path(entry.path))
+            except OSError:
+                continue
+        level = following
+    return None
