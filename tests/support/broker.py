@@ -96,8 +96,19 @@ def wait_until_listening(host: str, port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+def add_wildcard_publisher(workdir: Path, user: str, password: str) -> None:
+    """A benchmark-only credential allowed to write every node's topics (simulated fleets)."""
+    subprocess.run(
+        ["docker", "run", "--rm", "-u", MOSQUITTO_UID, "-v", f"{workdir / 'auth'}:/mosquitto/auth",
+         BROKER_IMAGE, "mosquitto_passwd", "-b", "/mosquitto/auth/passwd", user, password],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    with (workdir / "auth" / "acl").open("a") as acl:
+        acl.write(f"\nuser {user}\ntopic write otto/nodes/#\n")
+
+
 @contextlib.contextmanager
-def start_broker(workdir: Path, nodes: list[str]) -> Iterator[Broker]:
+def start_broker(workdir: Path, nodes: list[str], wildcard_publisher: str | None = None) -> Iterator[Broker]:
     """Create credentials with otto-auth, then run the broker with the shipped configuration."""
     for sub in ("auth", "secrets", "data"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
@@ -107,6 +118,9 @@ def start_broker(workdir: Path, nodes: list[str]) -> Iterator[Broker]:
         path.name.removesuffix(".password"): path.read_text().strip()
         for path in (workdir / "secrets").glob("*.password")
     }
+    if wildcard_publisher is not None:
+        passwords[wildcard_publisher] = "bench-" + passwords["controlplane"][:20]
+        add_wildcard_publisher(workdir, wildcard_publisher, passwords[wildcard_publisher])
     port = free_port()
     container = (
         DockerContainer(BROKER_IMAGE)
