@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DOCKERFILES := $(wildcard Dockerfile.*)
 
-.PHONY: test lint pytest venv clean
+.PHONY: test lint pytest venv clean bench
 
 test: lint pytest
 
@@ -29,6 +29,11 @@ endif
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# `make bench` (about 10 minutes) or `make bench QUICK=1` (under 3): needs a Docker Engine.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements/bench.txt
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -143,7 +143,10 @@ class ContainerCollector:
             # The pool width depends on the daemon's API version, so probe it with a small client first.
             probe = self._client_factory(self._timeout, 2)
             self._api = _api_tuple(probe.api.api_version)
-            width = self._concurrency_setting or (8 if self._api >= FAST_ONE_SHOT_API else 128)
+            # Engines before 25 answer a one-shot stats call only at their next 1 s collector tick,
+            # so every call must be in flight at once; with cgroups or a newer engine, 8 will do.
+            narrow = self._api >= FAST_ONE_SHOT_API or self._cgroups is not None
+            width = self._concurrency_setting or (8 if narrow else 128)
             probe.close()
             self._client = self._client_factory(self._timeout, width)
             self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="otto-docker")

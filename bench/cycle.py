@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
@@ -41,26 +42,26 @@ class Cost:
 
 
 def start_containers(client: docker.DockerClient, count: int, tag: str) -> list[Any]:
-    """``count`` busybox containers; every fifth busy at 2 % of a core, the rest idle."""
-    containers = []
-    for i in range(count):
+    """``count`` busybox containers, started in parallel; every fifth busy at 2 % of a core, the rest idle."""
+
+    def start(i: int) -> Any:
         busy = i % 5 == 0
-        containers.append(
-            client.containers.run(
-                BUSYBOX,
-                ["sh", "-c", "while :; do :; done" if busy else "sleep 86400"],
-                name=f"{LABEL}-{tag}-{i:03d}",
-                detach=True,
-                labels={LABEL: tag},
-                nano_cpus=20_000_000 if busy else None,
-            )
+        return client.containers.run(
+            BUSYBOX,
+            ["sh", "-c", "while :; do :; done" if busy else "sleep 86400"],
+            name=f"{LABEL}-{tag}-{i:03d}",
+            detach=True,
+            labels={LABEL: tag},
+            nano_cpus=20_000_000 if busy else None,
         )
-    return containers
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(start, range(count)))
 
 
 def remove_containers(client: docker.DockerClient) -> None:
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        container.remove(force=True)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda c: c.remove(force=True), client.containers.list(all=True, filters={"label": LABEL})))
 
 
 def idle_daemon_rate(seconds: float = 3.0) -> float:
@@ -70,7 +71,7 @@ def idle_daemon_rate(seconds: float = 3.0) -> float:
     return (daemon_cpu_seconds() - before) / seconds
 
 
-def measure(action: Callable[[], None], own_cpu: Callable[[], float], idle_rate: float) -> Cost:
+def measure_cost(action: Callable[[], object], own_cpu: Callable[[], float], idle_rate: float) -> Cost:
     cpu0, daemon0, wall0 = own_cpu(), daemon_cpu_seconds(), time.perf_counter()
     action()
     wall = time.perf_counter() - wall0
@@ -110,65 +111,53 @@ def median_cost(costs: list[Cost]) -> Cost:
     )
 
 
-def run(counts: list[int], repeats: int, naive_sample: int, pause: float) -> list[dict[str, Any]]:
-    client = docker.from_env(timeout=120)
-    results = []
-    try:
-        remove_containers(client)
-        for count in counts:
-            containers = start_containers(client, count, f"n{count}")
-            names = [c.name for c in containers]
-            time.sleep(3)  # let them settle
-            idle = idle_daemon_rate()
+def measure(
+    client: docker.DockerClient, containers: list[Any], repeats: int, naive_sample: int, pause: float
+) -> dict[str, Any]:
+    """All four ways of collecting, on the running ``containers``; medians of ``repeats`` rounds."""
+    count = len(containers)
+    names = [c.name for c in containers]
+    time.sleep(3)  # let them settle
+    idle = idle_daemon_rate()
+    paths = HostPaths(None)
+    agent = MetricsCollector(
+        "bench", HostCollector(paths), ContainerCollector(cgroups=CgroupReader(paths.sys, paths.proc)), 5.0
+    )
+    api_only = MetricsCollector("bench", HostCollector(paths), ContainerCollector(), 5.0)
+    agent.prime()
+    api_only.prime()
+    agent_costs, api_costs, cli_costs = [], [], []
+    for _ in range(repeats):  # interleaved, so drift in the machine affects all alike
+        time.sleep(pause)
+        # The daemon's CPU counters tick every 10 ms, longer than one cgroup cycle: time ten
+        # cycles together and divide.
+        batch = measure_cost(partial(collect_times, agent, 10), self_cpu, idle)
+        agent_costs.append(Cost(batch.wall / 10, batch.cpu / 10, batch.daemon_cpu / 10))
+        time.sleep(pause)
+        api_costs.append(measure_cost(api_only.collect, self_cpu, idle))
+        time.sleep(pause)
+        cli_costs.append(measure_cost(partial(docker_stats_no_stream, names), children_cpu, idle))
+    agent.containers.close()
+    api_only.containers.close()
 
-            paths = HostPaths(None)
-            agent = MetricsCollector(
-                "bench", HostCollector(paths), ContainerCollector(cgroups=CgroupReader(paths.sys, paths.proc)), 5.0
-            )
-            api_only = MetricsCollector("bench", HostCollector(paths), ContainerCollector(), 5.0)
-            agent.prime()
-            api_only.prime()
-            agent_costs, api_costs, cli_costs = [], [], []
-            for _ in range(repeats):  # interleaved, so drift in the machine affects all alike
-                time.sleep(pause)
-                # The daemon's CPU counters tick every 10 ms, longer than one cgroup cycle: time
-                # ten cycles together and divide.
-                batch = measure(partial(collect_times, agent, 10), self_cpu, idle)
-                agent_costs.append(Cost(batch.wall / 10, batch.cpu / 10, batch.daemon_cpu / 10))
-                time.sleep(pause)
-                api_costs.append(measure(api_only.collect, self_cpu, idle))
-                time.sleep(pause)
-                cli_costs.append(measure(partial(docker_stats_no_stream, names), children_cpu, idle))
-            agent.containers.close()
-            api_only.containers.close()
+    sample = containers[: min(naive_sample, count)]
+    time.sleep(pause)
+    naive = measure_cost(partial(naive_loop, client, sample), self_cpu, idle)
+    scale = count / len(sample)
+    naive = Cost(naive.wall * scale, naive.cpu * scale, naive.daemon_cpu * scale)
 
-            sample = containers[: min(naive_sample, count)]
-            time.sleep(pause)
-            naive = measure(partial(naive_loop, client, sample), self_cpu, idle)
-            scale = count / len(sample)
-            naive = Cost(naive.wall * scale, naive.cpu * scale, naive.daemon_cpu * scale)
-
-            agent_cost, api_cost, cli = median_cost(agent_costs), median_cost(api_costs), median_cost(cli_costs)
-            results.append(
-                {
-                    "containers": count,
-                    "agent": asdict(agent_cost),
-                    "agent_api_only": asdict(api_cost),
-                    "docker_stats": asdict(cli),
-                    "naive_loop": asdict(naive),
-                    "naive_loop_sampled": len(sample),
-                    "repeats": repeats,
-                    "daemon_idle_cpu_per_s": idle,
-                    "speedup_vs_docker_stats": cli.wall / agent_cost.wall,
-                    "speedup_api_only_vs_docker_stats": cli.wall / api_cost.wall,
-                    "daemon_cpu_vs_docker_stats": agent_cost.daemon_cpu / cli.daemon_cpu if cli.daemon_cpu else None,
-                    "daemon_cpu_api_only_vs_docker_stats": api_cost.daemon_cpu / cli.daemon_cpu
-                    if cli.daemon_cpu
-                    else None,
-                }
-            )
-            remove_containers(client)
-    finally:
-        remove_containers(client)
-        client.close()
-    return results
+    agent_cost, api_cost, cli = median_cost(agent_costs), median_cost(api_costs), median_cost(cli_costs)
+    return {
+        "containers": count,
+        "agent": asdict(agent_cost),
+        "agent_api_only": asdict(api_cost),
+        "docker_stats": asdict(cli),
+        "naive_loop": asdict(naive),
+        "naive_loop_sampled": len(sample),
+        "repeats": repeats,
+        "daemon_idle_cpu_per_s": idle,
+        "speedup_vs_docker_stats": cli.wall / agent_cost.wall,
+        "speedup_api_only_vs_docker_stats": cli.wall / api_cost.wall,
+        "daemon_cpu_vs_docker_stats": agent_cost.daemon_cpu / cli.daemon_cpu if cli.daemon_cpu else None,
+        "daemon_cpu_api_only_vs_docker_stats": api_cost.daemon_cpu / cli.daemon_cpu if cli.daemon_cpu else None,
+    }

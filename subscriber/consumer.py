@@ -37,7 +37,8 @@ message_log = logging.getLogger("subscriber.messages")
 
 #: Unacknowledged messages the broker may have in flight to us (MQTT v5 Receive Maximum).
 RECEIVE_MAXIMUM = 4096
-FLUSH_SECONDS = 0.1
+#: A batch is committed (and acknowledged) this long after its first message, or at FLUSH_MESSAGES.
+FLUSH_SECONDS = 0.02
 FLUSH_MESSAGES = 1000
 PRUNE_EVERY_SECONDS = 600.0
 
@@ -106,6 +107,7 @@ class MetricsSubscriber:
         self._queue: queue.SimpleQueue[_Received | None] = queue.SimpleQueue()
         self._epoch = 0
         self._connected = False
+        self._stopping = False
         self._worker = threading.Thread(target=self._run, name="otto-subscriber-worker", daemon=True)
         self._rejections = RateLimitedLog(log, period=60.0)
         self._store_failures = RateLimitedLog(log, period=60.0)
@@ -128,6 +130,7 @@ class MetricsSubscriber:
         """Handle and store everything received so far, then disconnect (the session stays)."""
         self._queue.put(None)
         self._worker.join(timeout)
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self.counters.mqtt_connected.set(0)
@@ -200,7 +203,7 @@ class MetricsSubscriber:
         )
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if self._connected:
+        if self._connected and not self._stopping:
             log.warning("disconnected from broker: %s; reconnecting", reason)
         self._connected = False
         self.counters.mqtt_connected.set(0)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-
-# Ryuk (testcontainers' reaper) cannot be pulled on these machines; our fixtures clean up themselves.
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 from tests.support.broker import Broker, start_broker
 from tests.support.docker_gate import require_docker

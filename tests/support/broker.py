@@ -70,7 +70,8 @@ class Broker(BrokerAddress):
 
     def exec(self, *command: str) -> str:
         wrapped = self.container.get_wrapped_container()
-        code, output = wrapped.exec_run(list(command), user=MOSQUITTO_UID)
+        code, output = wrapped.exec_run(list(command), user=MOSQUITTO_UID)  # stream=False: one bytes value
+        assert isinstance(output, bytes)
         text = output.decode(errors="replace")
         assert code == 0, text
         return text

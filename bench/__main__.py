@@ -1,0 +1,189 @@
+"""``python -m bench [--quick]`` (``make bench``): every benchmark on the real engine and broker.
+
+Prints one table, writes bench/results.json (raw figures and the machine) and bench/cycle.png.
+Figures are quoted against a baseline measured in the same run: this machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from bench import cycle, footprint, ingest, scale
+from bench.system import machine
+from tests.support.docker_gate import require_docker
+
+HERE = Path(__file__).resolve().parent
+
+FULL = {
+    "cycle_counts": [10, 50, 100],
+    "repeats": 5,
+    "naive_sample": 10,
+    "footprint_window": 60.0,
+    "footprint_variants": ["auto", "api"],
+    "ingest_messages": 60_000,
+    "latency_seconds": 10.0,
+    "scale_seconds": 60.0,
+}
+QUICK = {
+    "cycle_counts": [10, 50],
+    "repeats": 2,
+    "naive_sample": 2,
+    "footprint_window": 16.0,
+    "footprint_variants": ["auto"],
+    "ingest_messages": 20_000,
+    "latency_seconds": 4.0,
+    "scale_seconds": 10.0,
+}
+FOOTPRINT_CONTAINERS = 50
+
+
+def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    client = docker.from_env(timeout=120)
+    results: dict[str, Any] = {"cycle": [], "footprint": []}
+    try:
+        cycle.remove_containers(client)
+        for count in config["cycle_counts"]:
+            print(f"cycle: {count} containers ...", file=sys.stderr, flush=True)
+            containers = cycle.start_containers(client, count, f"n{count}")
+            results["cycle"].append(
+                cycle.measure(client, containers, config["repeats"], config["naive_sample"], pause=1.0)
+            )
+            if count == FOOTPRINT_CONTAINERS:
+                print("footprint: the agent image, 50 containers, 5 s interval ...", file=sys.stderr, flush=True)
+                results["footprint"] = footprint.run(
+                    client, workdir / "footprint", count, config["footprint_window"], config["footprint_variants"]
+                )
+            cycle.remove_containers(client)
+    finally:
+        cycle.remove_containers(client)
+        client.close()
+    print("ingest: subscriber against a raw paho loop ...", file=sys.stderr, flush=True)
+    results["ingest"] = ingest.run(workdir / "ingest", config["ingest_messages"], 2, config["latency_seconds"])
+    print("scale: 1,000 nodes x 20 containers every 5 s ...", file=sys.stderr, flush=True)
+    results["scale"] = scale.run(workdir / "scale", 1000, 20, config["scale_seconds"])
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["", "1. Collection cycle (median; ratios against `docker stats --no-stream` in the same run)", ""]
+    lines.append(
+        "| containers | agent (cgroups) | agent (Engine API only) | docker stats --no-stream | naive loop (est.) "
+        "| agent daemon CPU | docker stats daemon CPU |"
+    )
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results["cycle"]:
+        a, api, cli, naive = r["agent"], r["agent_api_only"], r["docker_stats"], r["naive_loop"]
+        lines.append(
+            f"| {r['containers']} | {a['wall'] * 1000:.0f} ms ({cli['wall'] / a['wall']:.0f}x faster) "
+            f"| {api['wall']:.2f} s ({cli['wall'] / api['wall']:.1f}x) | {cli['wall']:.2f} s "
+            f"| {naive['wall']:.0f} s ({naive['wall'] / cli['wall']:.0f}x slower) "
+            f"| {a['daemon_cpu'] * 1000:.0f} ms ({_ratio(a['daemon_cpu'], cli['daemon_cpu'])}) "
+            f"| {cli['daemon_cpu'] * 1000:.0f} ms |"
+        )
+    lines += ["", "2. Agent footprint: the image, 50 containers, 5 s interval (daemon CPU above its idle rate)", ""]
+    lines.append(
+        "| stats source | RSS | threads | agent CPU | daemon CPU it causes (noise) | total (% of one core) "
+        "| per-cycle daemon CPU (cycle benchmark) |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    per_cycle = next((r for r in results["cycle"] if r["containers"] == FOOTPRINT_CONTAINERS), None)
+    for f in results["footprint"]:
+        source = "cgroups (default)" if f["variant"] == "auto" else "Engine API only"
+        key = "agent" if f["variant"] == "auto" else "agent_api_only"
+        cycle_daemon = f"{per_cycle[key]['daemon_cpu'] / 5 * 100:.2f} %" if per_cycle else "n/a"
+        lines.append(
+            f"| {source} | {f['rss_mb']:.1f} MB | {f['threads']} | {f['agent_cpu_percent']:.2f} % "
+            f"| {f['daemon_cpu_percent']:.2f} % (± {f['daemon_noise_percent']:.2f}) | {f['total_cpu_percent']:.2f} % "
+            f"| {cycle_daemon} |"
+        )
+    i = results["ingest"]
+    lines += ["", "3. Subscriber ingest (same broker, same load)", ""]
+    lines.append(
+        "| raw paho loop (ceiling) | subscriber, validated + stored | ratio | lost | p50 at 1,000/s | p99 at 1,000/s |"
+    )
+    lines.append("|---:|---:|---:|---:|---:|---:|")
+    lines.append(
+        f"| {i['raw_rate_per_s']:,.0f} msg/s | {i['subscriber_rate_per_s']:,.0f} msg/s | {i['subscriber_vs_raw']:.2f} "
+        f"| {i['lost'] + i['latency_lost']} of {i['published'] + i['latency_messages']:,} "
+        f"| {i['latency_p50_ms']:.0f} ms | {i['latency_p99_ms']:.0f} ms |"
+    )
+    s = results["scale"]
+    lines += ["", "4. Scale check", ""]
+    lines.append(
+        "| fleet | published | received | stored rows (node + container) | lost | subscriber CPU | subscriber RSS |"
+    )
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines.append(
+        f"| {s['nodes']:,} nodes x {s['containers_per_node']} containers, every {s['interval_s']:g} s, "
+        f"{s['seconds']:g} s "
+        f"| {s['published']:,} | {s['received']:,.0f} | {s['node_rows']:,.0f} + {s['container_rows']:,.0f} "
+        f"| {s['lost']:.0f} | {s['subscriber_cpu_percent']:.1f} % | {s['subscriber_rss_peak_mb']:.0f} MB |"
+    )
+    return "\n".join(lines)
+
+
+def _ratio(value: float, baseline: float) -> str:
+    return f"{value / baseline:.2f}x" if baseline else "n/a"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (only `make bench` installs it)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    counts = [r["containers"] for r in results["cycle"]]
+    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for key, label, style in (
+        ("naive_loop", "plan's naive loop (sequential stats, est.)", "s-"),
+        ("docker_stats", "docker stats --no-stream", "o-"),
+        ("agent_api_only", "agent, Engine API only", "^-"),
+        ("agent", "agent (cgroups, default)", "D-"),
+    ):
+        axis.plot(counts, [r[key]["wall"] for r in results["cycle"]], style, label=label)
+    axis.set_yscale("log")
+    axis.set_xlabel("running containers")
+    axis.set_ylabel("wall time of one collection (s, log scale)")
+    axis.set_title("Collecting every container's stats once")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a shorter run (under three minutes)")
+    args = parser.parse_args()
+    require_docker()
+    config = QUICK if args.quick else FULL
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="otto-bench-") as workdir:
+        results = run_all(config, Path(workdir))
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": machine(),
+        "config": config,
+        **results,
+    }
+    (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, HERE / "cycle.png")
+    print(f"otto-metrics benchmarks ({report['mode']}, {report['duration_s']:.0f} s) on {report['machine']}")
+    print(table(results))
+    print(f"\nraw figures: {HERE / 'results.json'}; plot: {HERE / 'cycle.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
