@@ -1,7 +1,8 @@
 """MetricsSubscriber: consumes every node's messages, validates them, keeps state and history.
 
-paho's network thread only queues what arrives. One worker thread decodes, updates the fleet
-state, calls the handlers and writes history in batches. Messages are acknowledged (manual ack)
+paho's network thread only queues what arrives. One worker thread hands each message to the
+Ingestor (subscriber.ingest: validation, fleet state, handlers, batched history) and commits the
+batch every FLUSH_SECONDS or FLUSH_MESSAGES. Messages are acknowledged (manual ack)
 only once their rows are committed, so neither a restart nor a crash loses anything: the broker
 keeps the persistent session's unacknowledged and queued messages and redelivers them, and the
 store ignores the copies it already has. The number of unacknowledged messages the broker may send
@@ -15,8 +16,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,8 +27,9 @@ from paho.mqtt.properties import Properties
 
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
-from contract.topics import SUBSCRIPTIONS, parse_topic
-from subscriber.decoding import Decoded, Rejected, decode
+from contract.topics import SUBSCRIPTIONS
+from subscriber.decoding import Decoded, Rejected
+from subscriber.ingest import Ingestor
 from subscriber.prometheus import SubscriberCounters
 from subscriber.state import FleetState
 from subscriber.store import HistoryStore
@@ -68,18 +70,6 @@ class _Received:
     at: float
 
 
-@dataclass(slots=True)
-class _Batch:
-    nodes: list[NodeMetrics] = field(default_factory=list)
-    containers: list[ContainerMetricsBatch] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)
-    acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, epoch)
-    opened: float = 0.0
-
-    def __len__(self) -> int:
-        return len(self.acks)
-
-
 class MetricsSubscriber:
     """Subscribes to metrics from all nodes."""
 
@@ -98,9 +88,9 @@ class MetricsSubscriber:
         self.state = state
         self.store = store
         self.counters = counters
-        self.max_payload_bytes = max_payload_bytes
         self.retention = retention
         self.log_messages = log_messages
+        self.ingestor = Ingestor(state, store, counters, self._dispatch, max_payload_bytes)
         self._node_handlers: list[NodeHandler] = []
         self._container_handlers: list[ContainerHandler] = []
         self._status_handlers: list[StatusHandler] = []
@@ -109,8 +99,7 @@ class MetricsSubscriber:
         self._connected = False
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="otto-subscriber-worker", daemon=True)
-        self._rejections = RateLimitedLog(log, period=60.0)
-        self._store_failures = RateLimitedLog(log, period=60.0)
+        self._warnings = RateLimitedLog(log, period=60.0)
         self._client = self._make_client()
 
     # -- the plan's public API ----------------------------------------------------------------------
@@ -188,7 +177,7 @@ class MetricsSubscriber:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            self._rejections.warning("connect", "broker refused the connection: %s; retrying", reason)
+            self._warnings.warning("connect", "broker refused the connection: %s; retrying", reason)
             return
         self._epoch += 1
         self._connected = True
@@ -217,93 +206,48 @@ class MetricsSubscriber:
     # -- worker thread --------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        batch = _Batch()
+        ingestor = self.ingestor
         next_prune = time.monotonic() + 5.0
         while True:
-            wait = FLUSH_SECONDS - (time.monotonic() - batch.opened) if len(batch) else 1.0
+            wait = FLUSH_SECONDS - ingestor.batch_age if ingestor.pending else 1.0
             try:
                 item = self._queue.get(timeout=max(0.0, wait))
             except queue.Empty:
                 item = _IDLE
             if item is None:
-                self._flush(batch)
+                self._acknowledge(ingestor.flush())
                 return
             if item is not _IDLE:
-                self._handle(item, batch)
-            if len(batch) >= FLUSH_MESSAGES or (len(batch) and time.monotonic() - batch.opened >= FLUSH_SECONDS):
-                batch = self._flush(batch)
+                self.counters.queue_depth.dec()
+                token = (item.mid, item.qos, item.epoch)
+                if isinstance(ingestor.handle(item.topic, item.payload, item.at, token), Rejected):
+                    self._ack(token)  # never worth redelivering
+            if ingestor.pending >= FLUSH_MESSAGES or (ingestor.pending and ingestor.batch_age >= FLUSH_SECONDS):
+                self._acknowledge(ingestor.flush())
             if time.monotonic() >= next_prune:
-                self._prune()
+                if self.retention is not None:
+                    ingestor.prune(self.retention)
                 next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
 
-    def _handle(self, item: _Received, batch: _Batch) -> None:
-        self.counters.queue_depth.dec()
-        parsed = parse_topic(item.topic)
-        self.counters.received.labels(parsed[1].name.lower() if parsed else "unknown").inc()
-        result = decode(item.topic, item.payload, self.max_payload_bytes)
-        if isinstance(result, Rejected):
-            self.counters.rejected.labels(result.reason.value).inc()
-            self._rejections.warning(
-                result.reason.value, "rejected a message on %s: %s: %s", item.topic[:120], result.reason, result.detail
-            )
-            self._ack(item.mid, item.qos, item.epoch)
-            return
-        if not len(batch):
-            batch.opened = time.monotonic()
-        batch.acks.append((item.mid, item.qos, item.epoch))
-        batch.touched.add(result.node_id)
-        self._dispatch(result, item.at, batch)
-
-    def _dispatch(self, decoded: Decoded, received_at: float, batch: _Batch) -> None:
+    def _dispatch(self, decoded: Decoded) -> None:
         message = decoded.message
         if isinstance(message, NodeMetrics):
-            self.state.apply_node_metrics(message, received_at)
-            batch.nodes.append(message)
             self.on_node_metrics(message)
         elif isinstance(message, ContainerMetricsBatch):
-            self.state.apply_container_metrics(message, received_at)
-            batch.containers.append(message)
             self.on_container_metrics(message)
         elif isinstance(message, NodeStatus):
-            self.state.apply_status(message, received_at)
             self.on_status(message)
 
-    def _flush(self, batch: _Batch) -> _Batch:
-        if not len(batch):
-            return batch
-        if self.store is not None:
-            latest = [view for node_id in batch.touched if (view := self.state.get(node_id)) is not None]
-            try:
-                stored = self.store.write(batch.nodes, batch.containers, latest)
-            except Exception as exc:  # any store failure: keep the batch, retry, never ack
-                self.counters.store_errors.inc()
-                self._store_failures.warning("store", "cannot write history (%s); will retry", exc)
-                batch.opened = time.monotonic()  # retry after another flush period
-                return batch
-            self.counters.rows_stored.labels("node_samples").inc(stored.nodes)
-            self.counters.rows_stored.labels("container_samples").inc(stored.containers)
-        for mid, qos, epoch in batch.acks:
-            self._ack(mid, qos, epoch)
-        return _Batch()
+    def _acknowledge(self, tokens: list[Any] | None) -> None:
+        for token in tokens or []:
+            self._ack(token)
 
-    def _ack(self, mid: int, qos: int, epoch: int) -> None:
+    def _ack(self, token: tuple[int, int, int]) -> None:
         # A message id belongs to the connection it arrived on; after a reconnect the broker
         # redelivers the unacknowledged ones itself.
+        mid, qos, epoch = token
         if qos > 0 and epoch == self._epoch and self._connected:
             self._client.ack(mid, qos)
-
-    def _prune(self) -> None:
-        if self.store is None or self.retention is None:
-            return
-        try:
-            removed = self.store.prune(datetime.now(UTC) - self.retention)
-        except Exception as exc:  # a failed prune is retried next time
-            self.counters.store_errors.inc()
-            self._store_failures.warning("prune", "cannot prune history (%s)", exc)
-            return
-        self.counters.rows_pruned.inc(removed)
-        if removed:
-            log.info("retention: removed %d rows older than %s", removed, self.retention)
 
     def _call(self, handlers: list[Callable[[Any], None]], message: object) -> None:
         for handler in handlers:
@@ -311,7 +255,7 @@ class MetricsSubscriber:
                 handler(message)
             except Exception as exc:  # a user handler must not stop ingestion
                 self.counters.handler_errors.inc()
-                self._rejections.warning("handler", "handler %r failed: %s", handler, exc)
+                self._warnings.warning("handler", "handler %r failed: %s", handler, exc)
 
 
 _IDLE = _Received("", b"", 0, 0, 0, 0.0)
