@@ -195,6 +195,11 @@ class ContainerCollector:
             return self._collect(priming=False)
 
     def _collect(self, priming: bool) -> tuple[list[ContainerMetrics], str | None]:
+        # With cgroups the system CPU is read first: a container missing from the list below
+        # started after this reading, so next cycle zero usage at this reading is its exact baseline.
+        system_read_at = time.time()
+        if self._cgroups is not None:
+            self._system = system_cpu_sample((self._cgroups.proc / "stat").read_text())
         try:
             listed = self._list_running()
         except _TRANSIENT as exc:
@@ -208,8 +213,6 @@ class ContainerCollector:
         self._set_reachable(True)
 
         assert self._pool is not None
-        if self._cgroups is not None:
-            self._system = system_cpu_sample((self._cgroups.proc / "stat").read_text())
         # Containers whose cgroup is known and need no inspect are read right here; only those
         # needing the API (inspect, or stats without a cgroup) go to the worker pool.
         local = [e for e in listed if self._readable_locally(e)]
@@ -226,10 +229,13 @@ class ContainerCollector:
             if remembered is not None:
                 known[r.container_id] = remembered
         self._known = known
-        # Taken after every stats reply: a container started later used no CPU before any of them.
-        self._previous_wall = time.time()
-        systems = [int(k.cpu_stats.get("system_cpu_usage") or 0) for k in self._known.values()]
-        self._previous_system = max(systems) if systems else None
+        if self._cgroups is not None:
+            self._previous_wall, self._previous_system = system_read_at, self._system[0]
+        else:
+            # The daemon read the system CPU for each reply: take the moment after the last one.
+            self._previous_wall = time.time()
+            systems = [int(k.cpu_stats.get("system_cpu_usage") or 0) for k in self._known.values()]
+            self._previous_system = max(systems) if systems else None
 
         errors = [r.error for r in results if r.error]
         if not errors:
@@ -291,8 +297,10 @@ class ContainerCollector:
             if stats is None:
                 use_one_shot = self._api >= ONE_SHOT_API and (priming or baseline is not None)
                 stats = api.stats(container_id, stream=False, one_shot=True if use_one_shot else None)
-        except NotFound:
-            return _Result(container_id)  # removed between the list and now: skip quietly
+        except (NotFound, requests.JSONDecodeError):
+            # Removed between the list and now (a container being torn down can also answer an
+            # empty body): skip it quietly.
+            return _Result(container_id)
         except requests.Timeout:
             return _Result(container_id, error="timeout")
         except (requests.RequestException, DockerException) as exc:

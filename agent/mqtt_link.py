@@ -84,7 +84,7 @@ class MqttLink:
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
         client.will_set(will[0], will[1], qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(max_inflight)
         client.suppress_exceptions = True
         client.on_connect = self._on_connect
