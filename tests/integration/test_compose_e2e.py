@@ -125,6 +125,8 @@ def test_a_pi_node_joins_with_its_own_credential(plane: Plane, tmp_path: Path) -
 
 
 def test_running_containers_are_hardened(plane: Plane, docker_client: docker.DockerClient) -> None:
+    for image in ("otto-metrics/agent:local", "otto-metrics/subscriber:local"):
+        assert docker_client.images.get(image).attrs["Config"]["User"] == "10001:10001", image
     for service in ("mosquitto", "subscriber", "agent"):
         container_id = plane.compose.get_container(service).ID
         attrs = docker_client.api.inspect_container(container_id)

@@ -117,8 +117,11 @@ def test_first_sight_is_never_a_since_boot_average(docker_client: docker.DockerC
         time.sleep(2)
         # Never seen and no baseline: the daemon's two samples, like `docker stats --no-stream`.
         collector = ContainerCollector(timeout=15, cgroups=cgroup_reader() if source == "cgroup" else None)
+        first_cycle_start = time.time()
         first = by_name(collector.collect()[0], load)
-        previous_cycle_end = time.time()
+        # The interval starts at the previous cycle's system CPU reading: with cgroups the agent
+        # reads it first thing in the cycle; over the API, the daemon's readings end with the cycle.
+        interval_start = first_cycle_start if source == "cgroup" else time.time()
         assert first["busy-before"].cpu_percent == pytest.approx(50.0, abs=5.0)
 
         # Started after the previous cycle: one-shot against zero usage at that cycle's system time,
@@ -132,8 +135,8 @@ def test_first_sight_is_never_a_since_boot_average(docker_client: docker.DockerC
         started = datetime.fromisoformat(
             docker_client.api.inspect_container(after.id)["State"]["StartedAt"][:26] + "+00:00"
         )
-        alive_low = (before_collect - started.timestamp()) / (after_collect - previous_cycle_end)
-        alive_high = min(1.0, (after_collect - started.timestamp()) / (before_collect - previous_cycle_end))
+        alive_low = (before_collect - started.timestamp()) / (after_collect - interval_start)
+        alive_high = min(1.0, (after_collect - started.timestamp()) / (before_collect - interval_start))
         assert 50 * alive_low - 5 <= second["busy-after"].cpu_percent <= 50 * alive_high + 5
         assert second["busy-after"].cpu_percent > 25  # a since-boot average would be well under 1 %
         assert second["busy-before"].cpu_percent == pytest.approx(50.0, abs=5.0)

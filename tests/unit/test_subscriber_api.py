@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -143,3 +146,28 @@ def test_openapi_describes_the_api(client: TestClient) -> None:
         spec["paths"]
     )
     assert client.get("/docs").status_code == 200
+
+
+_query_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    node=st.one_of(st.just("node-a"), st.just("ghost"), _query_text),
+    params=st.dictionaries(
+        st.sampled_from(["field", "start", "end", "limit", "container"]),
+        st.one_of(
+            _query_text,
+            st.integers(-(10**20), 10**20).map(str),
+            st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+            st.sampled_from(["cpu_percent", "memory_usage_mb", "web", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00"]),
+        ),
+    ),
+)
+def test_no_parameters_make_the_api_fail(client: TestClient, node: str, params: dict[str, str]) -> None:
+    path = f"/api/nodes/{urllib.parse.quote(node, safe='')}"
+    for endpoint in (path, f"{path}/history"):
+        response = client.get(endpoint, params=params)
+        assert response.status_code < 500, (endpoint, params, response.text)
+        if response.status_code >= 400:
+            assert response.json()["detail"]  # a message saying what is wrong

@@ -1,0 +1,89 @@
+"""Faults at the control plane: the subscriber away for 30 s; hostile traffic through the broker."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from contract import to_payload
+from contract.topics import node_metrics_topic
+from subscriber.decoding import Reason
+from tests.support.agent_process import AgentProcess
+from tests.support.broker import Broker, start_broker
+from tests.support.hostile import LIMIT, hostile_batch
+from tests.support.load import wait_until
+from tests.support.messages import node_metrics
+from tests.support.mqtt import Publisher
+from tests.support.subscriber_process import SubscriberProcess
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def stored_cycles(db: Path, node_id: str) -> list[int]:
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT cycle FROM node_samples WHERE node_id = ? ORDER BY ts", (node_id,))
+        return [int(row[0]) for row in rows]
+
+
+def test_subscriber_away_for_30s_loses_nothing_and_stores_nothing_twice(broker: Broker, tmp_path: Path) -> None:
+    subscriber = SubscriberProcess(broker, tmp_path).start()
+    agents = [AgentProcess(broker, node, tmp_path, interval="1") for node in ("node-a", "node-b")]
+    db = tmp_path / "history.db"
+    try:
+        wait_until(lambda: all(len(stored_cycles(db, a.node_id)) >= 3 for a in agents), timeout=30)
+        assert subscriber.stop() == 0
+        time.sleep(30)  # the agents keep publishing; the broker queues for the subscriber's session
+        subscriber.start()
+        newest = {a.node_id: max(stored_cycles(db, a.node_id)) for a in agents}
+        wait_until(lambda: all(max(stored_cycles(db, n)) >= c + 30 for n, c in newest.items()), timeout=60)
+        for agent in agents:
+            stored = stored_cycles(db, agent.node_id)
+            assert stored == list(range(stored[0], stored[-1] + 1)), f"{agent.node_id}: a cycle is missing"
+            assert len(stored) == len(set(stored)), f"{agent.node_id}: a cycle is stored twice"
+            assert stored[-1] - stored[0] >= 33  # the 30 s away are in there
+    finally:
+        for agent in agents:
+            agent.stop()
+        subscriber.kill()
+
+
+def test_hostile_traffic_through_the_broker(tmp_path: Path) -> None:
+    """Seeded hostile payloads from a credential that may write any node's topics (a leaked one)."""
+    with start_broker(tmp_path / "broker", nodes=["node-a"], wildcard_publisher="intruder") as broker:
+        subscriber = SubscriberProcess(broker, tmp_path, max_payload_bytes=str(LIMIT)).start()
+        rng = random.Random(20261127)
+        hostile = hostile_batch(rng, 400)
+        publisher = Publisher(broker, "intruder")
+        start = datetime.now(UTC) - timedelta(hours=1)
+        valid = 0
+        try:
+            for i, (topic, payload) in enumerate(hostile):
+                publisher.publish(topic, payload)
+                if i % 10 == 0:  # valid traffic keeps flowing around it
+                    valid += 1
+                    message = node_metrics(at=start + timedelta(seconds=valid), cycle=valid)
+                    publisher.publish(node_metrics_topic("node-a"), to_payload(message))
+            publisher.flush()
+
+            def rejected() -> float:
+                return sum(
+                    subscriber.metric("otto_subscriber_messages_rejected_total", reason=r.value) or 0 for r in Reason
+                )
+
+            def stored() -> float:
+                return subscriber.metric("otto_subscriber_rows_stored_total", table="node_samples") or 0
+
+            wait_until(lambda: rejected() == len(hostile) and stored() == valid, timeout=60)
+            assert subscriber.get("/healthz")["status"] == "ok"
+            assert subscriber.process is not None
+            assert subscriber.process.poll() is None
+            assert [n["node_id"] for n in subscriber.get("/api/nodes")] == ["node-a"]
+            assert "Traceback" not in subscriber.logs()
+        finally:
+            publisher.close()
+            assert subscriber.stop() == 0
