@@ -43,6 +43,8 @@ FAST_ONE_SHOT_API = (1, 44)
 ONE_SHOT_API = (1, 41)
 #: Re-inspect a container at least this often (restart count), even with no sign of change.
 INSPECT_MAX_AGE = 60.0
+NARROW_POOL = 8
+WIDE_POOL = 128
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, DockerException)
@@ -140,15 +142,15 @@ class ContainerCollector:
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
-            # The pool width depends on the daemon's API version, so probe it with a small client first.
-            probe = self._client_factory(self._timeout, 2)
-            self._api = _api_tuple(probe.api.api_version)
+            # Connections and worker threads are created only as calls need them, so the client
+            # is sized for the widest case and the pool's width decided once the API version is known.
+            client = self._client_factory(self._timeout, max(WIDE_POOL, self._concurrency_setting))
+            self._api = _api_tuple(client.api.api_version)
             # Engines before 25 answer a one-shot stats call only at their next 1 s collector tick,
             # so every call must be in flight at once; with cgroups or a newer engine, 8 will do.
             narrow = self._api >= FAST_ONE_SHOT_API or self._cgroups is not None
-            width = self._concurrency_setting or (8 if narrow else 128)
-            probe.close()
-            self._client = self._client_factory(self._timeout, width)
+            width = self._concurrency_setting or (NARROW_POOL if narrow else WIDE_POOL)
+            self._client = client
             self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="otto-docker")
         return self._client
 
