@@ -30,13 +30,20 @@ def stored_cycles(db: Path, node_id: str) -> list[int]:
         return [int(row[0]) for row in rows]
 
 
-def test_subscriber_away_for_30s_loses_nothing_and_stores_nothing_twice(broker: Broker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_subscriber_away_for_30s_loses_nothing_and_stores_nothing_twice(
+    broker: Broker, tmp_path: Path, how: str
+) -> None:
+    """Stopped cleanly, or killed with messages received but not yet committed (acked only after commit)."""
     subscriber = SubscriberProcess(broker, tmp_path).start()
     agents = [AgentProcess(broker, node, tmp_path, interval="1") for node in ("node-a", "node-b")]
     db = tmp_path / "history.db"
     try:
         wait_until(lambda: all(len(stored_cycles(db, a.node_id)) >= 3 for a in agents), timeout=30)
-        assert subscriber.stop() == 0
+        if how == "SIGTERM":
+            assert subscriber.stop() == 0
+        else:
+            subscriber.kill()
         time.sleep(30)  # the agents keep publishing; the broker queues for the subscriber's session
         subscriber.start()
         newest = {a.node_id: max(stored_cycles(db, a.node_id)) for a in agents}

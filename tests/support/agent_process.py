@@ -73,3 +73,15 @@ class AgentProcess:
 
 def env_without_otto() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("OTTO_")}
+
+
+def run_program(module: str, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> args`` to completion, with only the given OTTO_* settings."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env={**env_without_otto(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,20 +12,13 @@ import pytest
 
 from agent.settings import AgentSettings
 from contract import ContainerMetricsBatch, NodeMetrics
-from tests.support.agent_process import REPO, env_without_otto
+from tests.support.agent_process import run_program
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 
 
-def run_agent(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        cwd=REPO,
-        env={**env_without_otto(), **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_agent(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_program("agent", *args, **env)
 
 
 @pytest.mark.parametrize(

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
 
 from subscriber.settings import SubscriberSettings
-from tests.support.agent_process import REPO, env_without_otto
+from tests.support.agent_process import run_program
 
 
 def run_subscriber(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "subscriber", *args],
-        cwd=REPO,
-        env={**env_without_otto(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_program("subscriber", *args, **env)
 
 
 @pytest.mark.parametrize(
