@@ -142,7 +142,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     counts = [r["containers"] for r in results["cycle"]]
-    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
+    figure, axis = plt.subplots(figsize=(9, 4.2), dpi=120)
     for key, label, style in (
         ("naive_loop", "plan's naive loop (sequential stats, est.)", "s-"),
         ("docker_stats", "docker stats --no-stream", "o-"),
@@ -155,7 +155,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axis.set_ylabel("wall time of one collection (s, log scale)")
     axis.set_title("Collecting every container's stats once")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
 
