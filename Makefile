@@ -1,12 +1,13 @@
 # `make test` is the whole suite: it creates .venv, installs the project with its pinned
-# dependencies, then runs ruff, mypy, hadolint and pytest.
+# dependencies, then runs ruff, mypy, hadolint, actionlint and pytest.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DOCKERFILES := $(wildcard Dockerfile.*)
+WORKFLOWS   := $(wildcard .github/workflows/*.yml)
 
-.PHONY: test lint pytest venv clean bench
+.PHONY: test lint pytest venv clean bench multiarch
 
 test: lint pytest
 
@@ -26,6 +27,9 @@ lint: $(STAMP)
 ifneq ($(DOCKERFILES),)
 	$(BIN)/hadolint $(DOCKERFILES)
 endif
+ifneq ($(WORKFLOWS),)
+	$(BIN)/actionlint $(WORKFLOWS)
+endif
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -34,6 +38,11 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements/bench.txt
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# Build the agent image for linux/arm64 and linux/arm/v7 under QEMU and run it (see README).
+# Bases: ARM64_BASE / ARMV7_BASE, default the local stand-ins `docker-host seed` creates.
+multiarch: $(STAMP)
+	$(BIN)/python scripts/multiarch.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
