@@ -77,10 +77,11 @@ def check(platform: Platform) -> dict[str, object]:
     report["size_mb"] = round(image["Size"] / 1e6, 1)
 
     run = ["run", "--rm", "--platform", platform.name]
-    compilers = docker(
-        *run, "--entrypoint", "sh", platform.tag, "-c",
-        "for c in gcc cc c++ g++ cpp clang; do command -v $c; done; ls /usr/bin /usr/local/bin | grep -E '^(gcc|g\\+\\+|cc1)' ; true",
-    ).split()  # fmt: skip
+    find_compilers = (
+        "for c in gcc cc c++ g++ cpp clang; do command -v $c; done; "
+        "ls /usr/bin /usr/local/bin | grep -E '^(gcc|g\\+\\+|cc1)'; true"
+    )
+    compilers = docker(*run, "--entrypoint", "sh", platform.tag, "-c", find_compilers).split()
     assert compilers == [], f"compiler in the runtime image: {compilers}"
     uid = docker(*run, "--entrypoint", "id", platform.tag, "-u").strip()
     assert uid == "10001", f"uid {uid}"
