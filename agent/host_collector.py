@@ -66,6 +66,8 @@ class HostCollector:
 
     def collect(self) -> dict[str, Any]:
         """Node figures as NodeMetrics fields (without node_id, timestamp and agent)."""
+        # Both lines are read: the kernel rounds each line of /proc/stat to ticks on its own, so the
+        # ``cpu`` line is not the sum of the ``cpuN`` lines (a 0.75 % interval reads 0.50 % summed).
         total = psutil.cpu_times()
         cores = psutil.cpu_times(percpu=True)
         cpu_percent = procfs.busy_percent(self._cpu_total, total)
