@@ -21,7 +21,7 @@ uses (moby daemon/stats_unix.go, containerd cgroups):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,26 +35,79 @@ _MAX_SEARCH_DEPTH = 4
 
 @dataclass(frozen=True, slots=True)
 class CgroupLocation:
-    """Where one container's cgroup lives: one directory (v2) or one per controller (v1)."""
+    """Where one container's cgroup lives, and the files one sample reads, resolved once."""
 
     version: int
     dirs: dict[str, Path]
+    files: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, version: int, dirs: dict[str, Path]) -> CgroupLocation:
+        def file(controller: str, name: str) -> str | None:
+            directory = dirs.get("unified" if version == 2 else controller)
+            return str(directory / name) if directory is not None else None
+
+        if version == 2:
+            names = {
+                "cpu": ("", "cpu.stat"),
+                "memory": ("", "memory.current"),
+                "limit": ("", "memory.max"),
+                "memory_stat": ("", "memory.stat"),
+                "io": ("", "io.stat"),
+                "pids": ("", "pids.current"),
+            }
+        else:
+            names = {
+                "cpu": ("cpuacct", "cpuacct.usage"),
+                "memory": ("memory", "memory.usage_in_bytes"),
+                "limit": ("memory", "memory.limit_in_bytes"),
+                "memory_stat": ("memory", "memory.stat"),
+                "throttle": ("blkio", "blkio.throttle.io_service_bytes"),
+                "pids": ("pids", "pids.current"),
+            }
+            blkio = dirs.get("blkio")
+            if blkio is not None and (blkio / "blkio.io_serviced_recursive").exists():  # CFQ accounting present
+                names |= {"cfq_serviced": ("blkio", "blkio.io_serviced_recursive"),
+                          "cfq_bytes": ("blkio", "blkio.io_service_bytes_recursive")}  # fmt: skip
+        files = {key: path for key, (controller, name) in names.items() if (path := file(controller, name))}
+        return cls(version, dirs, files)
 
     def dir(self, controller: str) -> Path | None:
         return self.dirs.get("unified" if self.version == 2 else controller)
 
 
-def _read(path: Path) -> str:
-    with open(path, encoding="ascii") as handle:
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
         return handle.read()
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        text = _read(path).strip()
-    except OSError:
+def _optional_int(path: str | None) -> int | None:
+    """An integer file, or None if absent (no controller); 'max' means no limit."""
+    if path is None:
         return None
-    return None if text == "max" else int(text)
+    try:
+        data = _read_bytes(path).strip()
+    except FileNotFoundError:
+        return None
+    return None if data == b"max" else int(data)
+
+
+_INACTIVE_KEYS = (b"inactive_file ", b"total_inactive_file ")
+
+
+def inactive_file(memory_stat: bytes) -> dict[str, int]:
+    """The only memory.stat entries the formula uses: inactive_file and (v1) total_inactive_file."""
+    found = {}
+    for line in memory_stat.split(b"\n"):
+        if line.startswith(_INACTIVE_KEYS):
+            key, _, value = line.partition(b" ")
+            found[key.decode()] = int(value)
+    return found
+
+
+def _read(path: Path) -> str:
+    with open(path, encoding="ascii") as handle:
+        return handle.read()
 
 
 def _flat_keyed(text: str) -> dict[str, int]:
@@ -152,7 +205,7 @@ class CgroupReader:
         cpuacct = dirs.get("cpuacct")
         if cpuacct is None or not _is_theirs(cpuacct, container_id):
             return None
-        return CgroupLocation(1, {c: d for c, d in dirs.items() if _is_theirs(d, container_id)})
+        return CgroupLocation.of(1, {c: d for c, d in dirs.items() if _is_theirs(d, container_id)})
 
     def _locate_v2(self, lines: list[str], container_id: str, parent: str) -> CgroupLocation | None:
         path = next((line[3:] for line in lines if line.startswith("0::")), "")
@@ -167,74 +220,54 @@ class CgroupReader:
             candidates.append(self.root / parent.strip("/") / container_id)
         for candidate in candidates:
             if _is_theirs(candidate, container_id):
-                return CgroupLocation(2, {"unified": candidate})
+                return CgroupLocation.of(2, {"unified": candidate})
         found = _search(self.root, {container_id, f"docker-{container_id}.scope"}, _MAX_SEARCH_DEPTH)
-        return CgroupLocation(2, {"unified": found}) if found is not None else None
+        return CgroupLocation.of(2, {"unified": found}) if found is not None else None
 
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self, location: CgroupLocation, pid: int, host_network: bool, system: tuple[int, int]) -> dict[str, Any]:
         """One stats object in the Engine API's shape; OSError if the cgroup is gone."""
+        files = location.files
         system_usage, online = system
         if location.version == 1:
-            cpu, memory, blkio, pids = self._read_v1(location)
+            cpu = int(_read_bytes(files["cpu"]))
         else:
-            cpu, memory, blkio, pids = self._read_v2(location)
-        if memory and memory["limit"] > self.mem_total:
-            memory["limit"] = self.mem_total
+            cpu = _flat_keyed(_read_bytes(files["cpu"]).decode())["usage_usec"] * 1000
+        memory: dict[str, Any] = {}
+        if (usage := _optional_int(files.get("memory"))) is not None:
+            limit = _optional_int(files.get("limit"))
+            memory = {
+                "usage": usage,
+                "limit": min(limit if limit is not None else 2**64 - 1, self.mem_total),  # as the daemon clamps
+                "stats": inactive_file(_read_bytes(files["memory_stat"])),
+            }
         stats: dict[str, Any] = {
             "read": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "cpu_stats": {"cpu_usage": {"total_usage": cpu}, "system_cpu_usage": system_usage, "online_cpus": online},
             "memory_stats": memory,
-            "blkio_stats": {"io_service_bytes_recursive": blkio},
-            "pids_stats": {"current": pids} if pids is not None else {},
+            "blkio_stats": {"io_service_bytes_recursive": self._block_io(location)},
+            "pids_stats": {"current": pids} if (pids := _optional_int(files.get("pids"))) is not None else {},
         }
         if not host_network:  # a gone first process raises: the caller falls back to the API
-            stats["networks"] = container_networks(_read(self.proc / str(pid) / "net" / "dev"))
+            stats["networks"] = container_networks(_read_bytes(f"{self.proc}/{pid}/net/dev").decode("ascii", "replace"))
         return stats
 
-    def _read_v1(self, location: CgroupLocation) -> tuple[int, dict[str, Any], list[dict[str, Any]], int | None]:
-        cpuacct = location.dir("cpuacct")
-        if cpuacct is None:
-            raise FileNotFoundError("no cpuacct cgroup")
-        cpu = int(_read(cpuacct / "cpuacct.usage"))
-        memory: dict[str, Any] = {}
-        memdir = location.dir("memory")
-        if memdir is not None and (usage := _read_int(memdir / "memory.usage_in_bytes")) is not None:
-            memory = {
-                "usage": usage,
-                "limit": _read_int(memdir / "memory.limit_in_bytes") or 0,
-                "stats": _flat_keyed(_read(memdir / "memory.stat")),
-            }
-        blkio: list[dict[str, Any]] = []
-        blkdir = location.dir("blkio")
-        if blkdir is not None:
-            if (blkdir / "blkio.io_serviced_recursive").exists():
-                cfq = _read(blkdir / "blkio.io_serviced_recursive") + _read(blkdir / "blkio.io_service_bytes_recursive")
-                if parse_blkio_v1(cfq):
-                    blkio = parse_blkio_v1(_read(blkdir / "blkio.io_service_bytes_recursive"))
-            if not blkio:
-                blkio = parse_blkio_v1(_read(blkdir / "blkio.throttle.io_service_bytes"))
-        pidsdir = location.dir("pids")
-        pids = _read_int(pidsdir / "pids.current") if pidsdir is not None else None
-        return cpu, memory, blkio, pids
-
-    def _read_v2(self, location: CgroupLocation) -> tuple[int, dict[str, Any], list[dict[str, Any]], int | None]:
-        directory = location.dirs["unified"]
-        cpu = _flat_keyed(_read(directory / "cpu.stat"))["usage_usec"] * 1000
-        memory: dict[str, Any] = {}
-        if (usage := _read_int(directory / "memory.current")) is not None:
-            limit = _read_int(directory / "memory.max")
-            memory = {
-                "usage": usage,
-                "limit": limit if limit is not None else 2**64 - 1,
-                "stats": _flat_keyed(_read(directory / "memory.stat")),
-            }
-        try:
-            blkio = parse_io_stat_v2(_read(directory / "io.stat"))
-        except OSError:
-            blkio = []
-        return cpu, memory, blkio, _read_int(directory / "pids.current")
+    @staticmethod
+    def _block_io(location: CgroupLocation) -> list[dict[str, Any]]:
+        files = location.files
+        if location.version == 2:
+            try:
+                return parse_io_stat_v2(_read_bytes(files["io"]).decode())
+            except FileNotFoundError:
+                return []
+        if "cfq_bytes" in files:  # containerd: CFQ files when they have entries, else the throttle file
+            counted = parse_blkio_v1(_read_bytes(files["cfq_serviced"]).decode())
+            service_bytes = parse_blkio_v1(_read_bytes(files["cfq_bytes"]).decode())
+            if counted or service_bytes:
+                return service_bytes
+        throttle = files.get("throttle")
+        return parse_blkio_v1(_read_bytes(throttle).decode()) if throttle is not None else []
 
 
 def _is_theirs(directory: Path, container_id: str) -> bool:

@@ -52,7 +52,7 @@ def test_v1_reads_what_the_daemon_reported() -> None:
     api = json.loads((V1 / "engine-api-stats.json").read_text())
     assert ours["memory_stats"]["usage"] == api["memory_stats"]["usage"]
     assert ours["memory_stats"]["limit"] == api["memory_stats"]["limit"]  # unlimited: clamped to MemTotal
-    for key in ("total_inactive_file", "inactive_file", "rss", "cache"):
+    for key in ("total_inactive_file", "inactive_file"):  # what the formula takes from memory.stat
         assert ours["memory_stats"]["stats"][key] == api["memory_stats"]["stats"][key], key
     assert ours["cpu_stats"]["cpu_usage"]["total_usage"] == api["cpu_stats"]["cpu_usage"]["total_usage"]
     assert ours["pids_stats"] == {"current": api["pids_stats"]["current"]}
@@ -160,6 +160,8 @@ def test_v1_block_io_file_choice_follows_containerd(tmp_path: Path) -> None:
     assert block() == (4096, 8192)  # no CFQ files: throttle.io_service_bytes
     (blkio / "blkio.io_serviced_recursive").write_text("Total 0\n")
     (blkio / "blkio.io_service_bytes_recursive").write_text("Total 0\n")
+    location = cgroups.locate(container_id, pid)  # the scheduler's files exist from the container's start
+    assert location is not None
     assert block() == (4096, 8192)  # CFQ files without entries: still the throttle file
     (blkio / "blkio.io_serviced_recursive").write_text("8:0 Read 3\n8:0 Write 1\nTotal 4\n")
     (blkio / "blkio.io_service_bytes_recursive").write_text("8:0 Read 100\n8:0 Write 200\nTotal 300\n")
