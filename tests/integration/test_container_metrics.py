@@ -96,7 +96,9 @@ def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers, so
         row = cli[f"{loads.prefix}-{role}"]
         assert m.cpu_percent == pytest.approx(parse_percent(row["CPUPerc"]), abs=5.0), role
         used, limit = parse_pair(row["MemUsage"])
-        assert m.memory_usage_mb * MIB == pytest.approx(used, rel=0.05, abs=64 * 1024), role
+        # 5 %, or 512 KiB for the small ones: a container's active and inactive file pages move
+        # by a few hundred KiB between two samples a second apart (seen with httpd's 20 MB blob).
+        assert m.memory_usage_mb * MIB == pytest.approx(used, rel=0.05, abs=512 * 1024), role
         assert m.memory_limit_mb * MIB == pytest.approx(limit, rel=0.005), role
         assert m.memory_percent == pytest.approx(parse_percent(row["MemPerc"]), rel=0.05, abs=0.01), role
         rx, tx = parse_pair(row["NetIO"])
