@@ -38,7 +38,6 @@ class MetricsCollector:
         self.outbox_state = outbox_state
         self._self = SelfMonitor()
         self._arch = platform.machine()
-        self._cycle_started: float | None = None
         self.cycle = 0
 
     def prime(self) -> None:
@@ -47,9 +46,14 @@ class MetricsCollector:
         self.host.prime()
         self._self.sample()
 
-    def collect_node_metrics(self, timestamp: datetime | None = None, cycle: int = 0) -> NodeMetrics:
-        """Node figures over the interval since the previous call (or ``prime``)."""
-        started = self._cycle_started if self._cycle_started is not None else time.monotonic()
+    def collect_node_metrics(
+        self, timestamp: datetime | None = None, cycle: int = 0, cycle_started: float | None = None
+    ) -> NodeMetrics:
+        """Node figures over the interval since the previous call (or ``prime``).
+
+        ``cycle_started`` (monotonic) is when the whole cycle began, for ``agent.collect_seconds``.
+        """
+        started = cycle_started if cycle_started is not None else time.monotonic()
         fields = self.host.collect()
         rss_mb, cpu_percent = self._self.sample()
         buffered, dropped = self.outbox_state()
@@ -82,12 +86,9 @@ class MetricsCollector:
 
     def collect(self) -> tuple[NodeMetrics, ContainerMetricsBatch]:
         """One cycle: both messages with the same timestamp and cycle; the node message times the cycle."""
-        self._cycle_started = time.monotonic()
+        started = time.monotonic()
         self.cycle += 1
         timestamp = utc_now()
-        try:
-            batch = self.collect_container_metrics(timestamp, self.cycle)
-            node = self.collect_node_metrics(timestamp, self.cycle)
-        finally:
-            self._cycle_started = None
+        batch = self.collect_container_metrics(timestamp, self.cycle)
+        node = self.collect_node_metrics(timestamp, self.cycle, cycle_started=started)
         return node, batch

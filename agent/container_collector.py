@@ -79,6 +79,29 @@ class _Known:
     details: _Details
 
 
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """One running container as the list call describes it, parsed once per cycle."""
+
+    container_id: str
+    name: str
+    image: str
+    state: str
+    health: str | None
+
+    @classmethod
+    def parse(cls, entry: Mapping[str, Any]) -> _Listed:
+        container_id = str(entry["Id"])
+        names = entry.get("Names") or [container_id[:12]]
+        return cls(
+            container_id=container_id,
+            name=str(names[0]).lstrip("/"),
+            image=str(entry.get("Image") or ""),
+            state=str(entry.get("State") or "running"),
+            health=health_from_status(str(entry.get("Status") or "")),
+        )
+
+
 @dataclass(slots=True)
 class _Result:
     container_id: str
@@ -217,13 +240,23 @@ class ContainerCollector:
         assert self._pool is not None
         # Containers whose cgroup is known and need no inspect are read right here; only those
         # needing the API (inspect, or stats without a cgroup) go to the worker pool.
-        local = [e for e in listed if self._readable_locally(e)]
-        remote = [e for e in listed if not self._readable_locally(e)]
-        by_id = {str(e["Id"]): self._sample(e, priming) for e in local}
-        by_id.update(
-            zip((str(e["Id"]) for e in remote), self._pool.map(lambda e: self._sample(e, priming), remote), strict=True)
+        planned: list[tuple[_Listed, bool, bool]] = []  # (container, needs inspect, readable here)
+        for container in map(_Listed.parse, listed):
+            previous = self._known.get(container.container_id)
+            inspect = self._needs_inspect(previous, container)
+            planned.append(
+                (container, inspect, previous is not None and previous.details.cgroup is not None and not inspect)
+            )
+        sampled = {c.container_id: self._sample(c, inspect, priming) for c, inspect, here in planned if here}
+        remote = [(c, inspect) for c, inspect, here in planned if not here]
+        sampled.update(
+            zip(
+                (c.container_id for c, _ in remote),
+                self._pool.map(lambda job: self._sample(job[0], job[1], priming), remote),
+                strict=True,
+            )
         )
-        results = [by_id[str(e["Id"])] for e in listed]
+        results = [sampled[c.container_id] for c, _, _ in planned]
         metrics = [r.metrics for r in results if r.metrics is not None]
         known: dict[str, _Known] = {}
         for r in results:
@@ -246,17 +279,14 @@ class ContainerCollector:
         self._warn.warning("stats", "%s", summary)
         return metrics, summary
 
-    def _needs_inspect(self, known: _Known | None, entry: Mapping[str, Any]) -> bool:
+    @staticmethod
+    def _needs_inspect(known: _Known | None, container: _Listed) -> bool:
         return (
             known is None
-            or known.state != str(entry.get("State") or "running")
-            or known.health != health_from_status(str(entry.get("Status") or ""))
+            or known.state != container.state
+            or known.health != container.health
             or time.monotonic() - known.details.inspected_at > INSPECT_MAX_AGE
         )
-
-    def _readable_locally(self, entry: Mapping[str, Any]) -> bool:
-        known = self._known.get(str(entry["Id"]))
-        return known is not None and known.details.cgroup is not None and not self._needs_inspect(known, entry)
 
     def _inspect(self, api: docker.APIClient, container_id: str) -> _Details:
         info = api.inspect_container(container_id)
@@ -274,20 +304,14 @@ class ContainerCollector:
             inspected_at=time.monotonic(),
         )
 
-    def _sample(self, entry: Mapping[str, Any], priming: bool) -> _Result:
-        container_id = str(entry["Id"])
-        state = str(entry.get("State") or "running")
-        health = health_from_status(str(entry.get("Status") or ""))
+    def _sample(self, container: _Listed, inspect: bool, priming: bool) -> _Result:
+        container_id = container.container_id
         known = self._known.get(container_id)
         api = self._client.api if self._client is not None else None
         if api is None:
             return _Result(container_id, error="docker client closed")
         try:
-            details = (
-                known.details
-                if known is not None and not self._needs_inspect(known, entry)
-                else self._inspect(api, container_id)
-            )
+            details = self._inspect(api, container_id) if inspect or known is None else known.details
             baseline = self._baseline(known, details.started_at)
             stats: Mapping[str, Any] | None = None
             if self._cgroups is not None and details.cgroup is not None and (priming or baseline is not None):
@@ -315,13 +339,12 @@ class ContainerCollector:
             baseline = {**baseline, "cpu_usage": {"total_usage": 0}}  # a restarted container's cgroup counts from 0
             details = replace(details, inspected_at=0.0)  # new first process: look again next cycle
         figures = docker_stats.figures(stats, baseline)
-        name = (entry.get("Names") or [str(stats.get("name") or container_id[:12])])[0].lstrip("/")
         metrics = ContainerMetrics(
             container_id=container_id,
-            container_name=name,
-            image=str(entry.get("Image") or ""),
-            state=state,
-            health=health,
+            container_name=container.name,
+            image=container.image,
+            state=container.state,
+            health=container.health,
             restart_count=details.restart_count,
             pids=figures.pids,
             cpu_percent=figures.cpu_percent,
@@ -333,7 +356,7 @@ class ContainerCollector:
             block_read_bytes=figures.block_read_bytes,
             block_write_bytes=figures.block_write_bytes,
         )
-        remembered = _Known(cpu_stats, state, health, details) if sampled else None
+        remembered = _Known(cpu_stats, container.state, container.health, details) if sampled else None
         return _Result(container_id, metrics=metrics, known=remembered)
 
     def _baseline(self, known: _Known | None, started_at: float | None) -> Mapping[str, Any] | None:

@@ -54,6 +54,7 @@ class HostCollector:
         self._cpu_total = psutil.cpu_times()
         self._cpu_cores = psutil.cpu_times(percpu=True)
         self._memory_cgroup = sysfs.memory_cgroup_enabled(paths.sys, paths.proc)
+        self._sensors = sysfs.Sensors.find(paths.sys)
 
     @property
     def memory_cgroup_enabled(self) -> bool | None:
@@ -86,7 +87,7 @@ class HostCollector:
             "cpu_percent": cpu_percent,
             "cpu_per_core": per_core,
             "cpu_count": len(cores),
-            "cpu_freq_mhz": sysfs.cpu_freq_mhz(self.paths.sys),
+            "cpu_freq_mhz": self._sensors.cpu_freq_mhz(),
             "load_1": loads[0] if loads else None,
             "load_5": loads[1] if loads else None,
             "load_15": loads[2] if loads else None,
@@ -103,8 +104,8 @@ class HostCollector:
             "disk_total_gb": disk.total / GIB,
             "network_bytes_sent": sent,
             "network_bytes_recv": recv,
-            "temperature_c": sysfs.soc_temperature_c(self.paths.sys),
-            "under_voltage": sysfs.under_voltage(self.paths.sys),
+            "temperature_c": self._sensors.temperature_c(),
+            "under_voltage": self._sensors.under_voltage(),
             "memory_cgroup_enabled": self._memory_cgroup,
         }
 

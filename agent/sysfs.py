@@ -1,11 +1,13 @@
 """Readers for the host's sysfs: SoC temperature, Raspberry Pi under-voltage, cpufreq, memory cgroup.
 
 Each takes the sysfs root (``/sys``, or ``{host_root}/sys``) and returns None when the source is
-absent, so they are safe on any machine.
+absent, so they are safe on any machine. ``Sensors.find`` locates the sensor files once (devices
+do not come and go while the agent runs); each cycle then only reads their values.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -16,36 +18,46 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def soc_temperature_c(sys_root: Path) -> float | None:
-    """SoC temperature in degrees C from the thermal zone of type ``cpu-thermal`` (Pi), else zone 0."""
-    zones = sorted((sys_root / "class" / "thermal").glob("thermal_zone*"))
-    chosen = next((z for z in zones if "cpu" in (_read(z / "type") or "")), zones[0] if zones else None)
-    if chosen is None:
-        return None
-    raw = _read(chosen / "temp")
-    try:
-        return int(raw) / 1000.0 if raw else None
-    except ValueError:
-        return None
+@dataclass(frozen=True, slots=True)
+class Sensors:
+    """The sysfs files behind temperature_c, under_voltage and cpu_freq_mhz, located once."""
 
+    temperature: Path | None
+    under_voltage_alarm: Path | None
+    cpu_frequencies: tuple[Path, ...]
 
-def under_voltage(sys_root: Path) -> bool | None:
-    """The Raspberry Pi under-voltage alarm (hwmon ``rpi_volt`` ``in0_lcrit_alarm``); None elsewhere."""
-    for hwmon in sorted((sys_root / "class" / "hwmon").glob("hwmon*")):
-        if _read(hwmon / "name") == "rpi_volt":
-            alarm = _read(hwmon / "in0_lcrit_alarm")
-            return None if alarm is None else alarm == "1"
-    return None
+    @classmethod
+    def find(cls, sys_root: Path) -> Sensors:
+        # The SoC's thermal zone is of type cpu-thermal on a Pi; elsewhere the first zone.
+        zones = sorted((sys_root / "class" / "thermal").glob("thermal_zone*"))
+        zone = next((z for z in zones if "cpu" in (_read(z / "type") or "")), zones[0] if zones else None)
+        # The Raspberry Pi's under-voltage alarm: hwmon named rpi_volt, in0_lcrit_alarm.
+        hwmons = sorted((sys_root / "class" / "hwmon").glob("hwmon*"))
+        rpi_volt = next((h for h in hwmons if _read(h / "name") == "rpi_volt"), None)
+        policies = sorted((sys_root / "devices" / "system" / "cpu" / "cpufreq").glob("policy*"))
+        return cls(
+            temperature=zone / "temp" if zone is not None else None,
+            under_voltage_alarm=rpi_volt / "in0_lcrit_alarm" if rpi_volt is not None else None,
+            cpu_frequencies=tuple(policy / "scaling_cur_freq" for policy in policies),
+        )
 
+    def temperature_c(self) -> float | None:
+        """SoC temperature in degrees C (the zone's temp is in millidegrees)."""
+        raw = _read(self.temperature) if self.temperature is not None else None
+        try:
+            return int(raw) / 1000.0 if raw else None
+        except ValueError:
+            return None
 
-def cpu_freq_mhz(sys_root: Path) -> float | None:
-    """Mean of the cpufreq policies' ``scaling_cur_freq`` (kHz) in MHz: the requested clock."""
-    values: list[int] = []
-    for policy in sorted((sys_root / "devices" / "system" / "cpu" / "cpufreq").glob("policy*")):
-        raw = _read(policy / "scaling_cur_freq")
-        if raw and raw.isdigit():
-            values.append(int(raw))
-    return sum(values) / len(values) / 1000.0 if values else None
+    def under_voltage(self) -> bool | None:
+        """True while the Pi reports under-voltage; None if not a Pi."""
+        alarm = _read(self.under_voltage_alarm) if self.under_voltage_alarm is not None else None
+        return None if alarm is None else alarm == "1"
+
+    def cpu_freq_mhz(self) -> float | None:
+        """Mean of the cpufreq policies' ``scaling_cur_freq`` (kHz) in MHz: the requested clock."""
+        values = [int(raw) for path in self.cpu_frequencies if (raw := _read(path)) and raw.isdigit()]
+        return sum(values) / len(values) / 1000.0 if values else None
 
 
 def memory_cgroup_enabled(sys_root: Path, proc_root: Path) -> bool | None:

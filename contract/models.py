@@ -46,6 +46,13 @@ class WireModel(BaseModel):
     )
 
 
+class NodeMessage(WireModel):
+    """What every message a node publishes starts with: the format version and the node's id."""
+
+    schema_version: int = Field(SCHEMA_VERSION, alias="schema", ge=1, description="Schema version.")
+    node_id: NodeId
+
+
 class AgentStats(WireModel):
     """What the agent itself costs the node, and the state of its outgoing buffer."""
 
@@ -58,11 +65,9 @@ class AgentStats(WireModel):
     dropped: Counter = Field(description="Messages discarded since start because the buffer was full (oldest first).")
 
 
-class NodeMetrics(WireModel):
+class NodeMetrics(NodeMessage):
     """Host-level metrics of one node, published on ``otto/nodes/{node_id}/metrics/node``."""
 
-    schema_version: int = Field(SCHEMA_VERSION, alias="schema", ge=1, description="Schema version.")
-    node_id: NodeId
     timestamp: UtcDatetime = Field(description="End of the sampled interval, UTC.")
     cycle: Counter = Field(0, description=CYCLE_DOC)
     interval_seconds: NonNegative = Field(0.0, description="Publish interval of the agent, seconds.")
@@ -135,11 +140,9 @@ class ContainerMetrics(WireModel):
     block_write_bytes: Counter = Field(description="Bytes written to block devices, summed over devices.")
 
 
-class ContainerMetricsBatch(WireModel):
+class ContainerMetricsBatch(NodeMessage):
     """All running containers of one node, published on ``otto/nodes/{node_id}/metrics/containers``."""
 
-    schema_version: int = Field(SCHEMA_VERSION, alias="schema", ge=1)
-    node_id: NodeId
     timestamp: UtcDatetime
     cycle: Counter = Field(0, description=CYCLE_DOC)
     containers: list[ContainerMetrics] = Field(max_length=10_000)
@@ -148,11 +151,9 @@ class ContainerMetricsBatch(WireModel):
     )
 
 
-class NodeStatus(WireModel):
+class NodeStatus(NodeMessage):
     """Retained availability of a node on ``otto/nodes/{node_id}/status`` (also its last will)."""
 
-    schema_version: int = Field(SCHEMA_VERSION, alias="schema", ge=1)
-    node_id: NodeId
     status: Literal["online", "offline"]
     agent_version: ShortText
     interval_seconds: NonNegative

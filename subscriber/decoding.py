@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus, WireModel
+from contract.models import ContainerMetricsBatch, NodeMessage, NodeMetrics, NodeStatus
 from contract.topics import TopicKind, parse_topic
 
-MODELS: dict[TopicKind, type[WireModel]] = {
+MODELS: dict[TopicKind, type[NodeMessage]] = {
     TopicKind.NODE: NodeMetrics,
     TopicKind.CONTAINERS: ContainerMetricsBatch,
     TopicKind.STATUS: NodeStatus,
@@ -31,7 +31,7 @@ class Reason(enum.StrEnum):
 class Decoded:
     kind: TopicKind
     node_id: str
-    message: WireModel
+    message: NodeMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,6 @@ def decode(topic: str, payload: bytes, max_bytes: int) -> Decoded | Rejected:
             return Rejected(Reason.BAD_JSON, str(first["msg"])[:200])
         where = ".".join(str(part) for part in first["loc"])
         return Rejected(Reason.BAD_SCHEMA, f"{where}: {first['msg']}"[:200])
-    payload_node = getattr(message, "node_id", None)
-    if payload_node != node_id:
-        return Rejected(Reason.SPOOFED, f"topic says {node_id!r}, payload says {str(payload_node)[:64]!r}")
+    if message.node_id != node_id:
+        return Rejected(Reason.SPOOFED, f"topic says {node_id!r}, payload says {message.node_id!r}")
     return Decoded(kind, node_id, message)

@@ -51,6 +51,10 @@ class SubscriberCounters:
             self.rows_stored.labels(table)
 
 
+def _scaled(value: float | None, factor: float) -> float | None:
+    return value * factor if value is not None else None
+
+
 @dataclass(frozen=True)
 class _Figure:
     name: str
@@ -65,7 +69,7 @@ NODE_FIGURES = [
     _Figure(
         "otto_node_cpu_frequency_hertz",
         "Mean requested CPU clock.",
-        lambda m: m.cpu_freq_mhz * 1e6 if m.cpu_freq_mhz is not None else None,
+        lambda m: _scaled(m.cpu_freq_mhz, 1e6),
     ),
     _Figure("otto_node_load1", "1-minute load average.", lambda m: m.load_1),
     _Figure("otto_node_load5", "5-minute load average.", lambda m: m.load_5),
@@ -74,16 +78,8 @@ NODE_FIGURES = [
     _Figure("otto_node_memory_used_bytes", "MemTotal - MemAvailable.", lambda m: m.memory_used_mb * MIB),
     _Figure("otto_node_memory_total_bytes", "MemTotal.", lambda m: m.memory_total_mb * MIB),
     _Figure("otto_node_memory_percent", "Memory used, percent.", lambda m: m.memory_percent),
-    _Figure(
-        "otto_node_swap_used_bytes",
-        "Swap used.",
-        lambda m: m.swap_used_mb * MIB if m.swap_used_mb is not None else None,
-    ),
-    _Figure(
-        "otto_node_swap_total_bytes",
-        "Swap size.",
-        lambda m: m.swap_total_mb * MIB if m.swap_total_mb is not None else None,
-    ),
+    _Figure("otto_node_swap_used_bytes", "Swap used.", lambda m: _scaled(m.swap_used_mb, MIB)),
+    _Figure("otto_node_swap_total_bytes", "Swap size.", lambda m: _scaled(m.swap_total_mb, MIB)),
     _Figure("otto_node_disk_used_bytes", "Root filesystem used.", lambda m: m.disk_used_gb * GIB),
     _Figure("otto_node_disk_total_bytes", "Root filesystem size.", lambda m: m.disk_total_gb * GIB),
     _Figure("otto_node_disk_percent", "Root filesystem used, percent (as df).", lambda m: m.disk_percent),

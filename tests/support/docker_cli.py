@@ -8,22 +8,22 @@ _BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 _DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB"]
 
 
+def _scaled(value: float, step: int, units: list[str], digits: int) -> str:
+    unit = 0
+    while value >= step and unit < len(units) - 1:
+        value /= step
+        unit += 1
+    return f"{value:.{digits}g}{units[unit]}"
+
+
 def bytes_size(value: float) -> str:
     """go-units BytesSize: binary units, 4 significant digits (MEM USAGE / LIMIT)."""
-    unit = 0
-    while value >= 1024 and unit < len(_BINARY) - 1:
-        value /= 1024
-        unit += 1
-    return f"{value:.4g}{_BINARY[unit]}"
+    return _scaled(value, 1024, _BINARY, 4)
 
 
 def human_size(value: float) -> str:
     """go-units HumanSizeWithPrecision(x, 3): decimal units (NET I/O, BLOCK I/O)."""
-    unit = 0
-    while value >= 1000 and unit < len(_DECIMAL) - 1:
-        value /= 1000
-        unit += 1
-    return f"{value:.3g}{_DECIMAL[unit]}"
+    return _scaled(value, 1000, _DECIMAL, 3)
 
 
 _SIZE = re.compile(r"^\s*([0-9.e+]+)\s*([A-Za-z]*)\s*$")

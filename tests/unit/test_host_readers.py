@@ -86,31 +86,36 @@ def test_busy_percent_excludes_guest_and_counts_iowait_as_idle(tmp_path: Path) -
 
 
 def test_raspberry_pi_sysfs() -> None:
-    assert sysfs.soc_temperature_c(PI / "sys") == 51.121
-    assert sysfs.under_voltage(PI / "sys") is True
-    assert sysfs.cpu_freq_mhz(PI / "sys") == 1500.0
+    sensors = sysfs.Sensors.find(PI / "sys")
+    assert sensors.temperature_c() == 51.121
+    assert sensors.under_voltage() is True
+    assert sensors.cpu_freq_mhz() == 1500.0
     # Pi OS default: cgroup v2 without the memory controller.
     assert sysfs.memory_cgroup_enabled(PI / "sys", PI / "proc") is False
 
 
 def test_sysfs_readers_are_none_where_the_source_is_absent(tmp_path: Path) -> None:
-    assert sysfs.soc_temperature_c(tmp_path) is None
-    assert sysfs.under_voltage(tmp_path) is None
-    assert sysfs.cpu_freq_mhz(tmp_path) is None
+    sensors = sysfs.Sensors.find(tmp_path)
+    assert sensors.temperature_c() is None
+    assert sensors.under_voltage() is None
+    assert sensors.cpu_freq_mhz() is None
     assert sysfs.memory_cgroup_enabled(tmp_path, tmp_path) is None
 
 
 def test_under_voltage_clear_and_thermal_zone_choice(tmp_path: Path) -> None:
     root = host_copy(PI, tmp_path)
+    sensors = sysfs.Sensors.find(root / "sys")
     (root / "sys/class/hwmon/hwmon1/in0_lcrit_alarm").write_text("0\n")
-    assert sysfs.under_voltage(root / "sys") is False
+    assert sensors.under_voltage() is False  # the value is read each time, the file found once
+    (root / "sys/class/hwmon/hwmon1/in0_lcrit_alarm").write_text("1\n")
+    assert sensors.under_voltage() is True
     # A board whose first zone is not the CPU: the cpu-thermal zone wins.
     zones = root / "sys/class/thermal"
     (zones / "thermal_zone0").rename(zones / "thermal_zone1")
     (zones / "thermal_zone0").mkdir()
     (zones / "thermal_zone0/type").write_text("battery\n")
     (zones / "thermal_zone0/temp").write_text("30000\n")
-    assert sysfs.soc_temperature_c(root / "sys") == 51.121
+    assert sysfs.Sensors.find(root / "sys").temperature_c() == 51.121
 
 
 def test_memory_cgroup_v2_enabled_and_v1_table(tmp_path: Path) -> None:
