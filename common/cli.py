@@ -69,6 +69,13 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, message: str, *args: object) -> None:
+        self._log(key, logging.WARNING, message, args, with_traceback=False)
+
+    def exception(self, key: str, message: str, *args: object) -> None:
+        """An ERROR line with the traceback of the exception being handled (call from ``except``)."""
+        self._log(key, logging.ERROR, message, args, with_traceback=True)
+
+    def _log(self, key: str, level: int, message: str, args: tuple[object, ...], with_traceback: bool) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._period:
@@ -77,4 +84,4 @@ class RateLimitedLog:
         self._last[key] = now
         held = self._suppressed.pop(key, 0)
         suffix = f" ({held} similar suppressed)" if held else ""
-        self._logger.warning(message + suffix, *args)
+        self._logger.log(level, message + suffix, *args, exc_info=with_traceback)

@@ -21,7 +21,17 @@ SCHEMA_VERSION = 1
 _INT64_MAX = 2**63 - 1
 
 NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda t: t.astimezone(UTC))]
+
+
+def _to_utc(moment: datetime) -> datetime:
+    # An offset at the calendar's edge (9999-12-31T23:59:59-01:00) has no UTC equivalent.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range once converted to UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Counter = Annotated[int, Field(ge=0, le=_INT64_MAX)]

@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from common import __version__
 from common.cli import fail_config, load_settings_or_exit, setup_logging
-from subscriber.api import create_app
-from subscriber.consumer import BrokerConfig, MetricsSubscriber
+from common.supervision import EXIT_THREAD_DIED, Supervisor
+from subscriber.api import Liveness, create_app
+from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
 from subscriber.prometheus import FleetCollector, SubscriberCounters
 from subscriber.settings import SubscriberSettings
 from subscriber.state import FleetState
@@ -45,13 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, sqlite3.Error) as exc:
         fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
 
-    state = FleetState(settings.stale_after)
+    state = FleetState(settings.stale_after, settings.max_clock_skew)
     restored = store.latest_views()
     for view in restored:
         state.restore(view)
     registry = CollectorRegistry()
     counters = SubscriberCounters(registry)
-    registry.register(FleetCollector(state))
+    registry.register(FleetCollector(state, settings.prometheus_grace.total_seconds()))
     subscriber = MetricsSubscriber(
         BrokerConfig(
             host=settings.mqtt_host,
@@ -67,8 +68,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_payload_bytes=settings.max_payload_bytes,
         retention=settings.retention,
         log_messages=settings.log_messages,
+        limits=Limits(
+            node_rate=settings.node_rate_limit,
+            node_burst=settings.node_rate_burst,
+            queue_messages=settings.queue_max_messages,
+            queue_bytes=settings.queue_max_bytes,
+        ),
     )
-    app = create_app(state, store, registry, lambda: (subscriber.connected, subscriber.worker_alive))
+    app = create_app(
+        state,
+        store,
+        registry,
+        lambda: Liveness(
+            threads={role: t.is_alive() for role, t in subscriber.threads.items()},
+            mqtt_connected=subscriber.connected,
+            store_problem=subscriber.ingestor.store_problem,
+        ),
+    )
     log.info(
         "otto-subscriber %s: broker %s:%d, history %s (retention %s, %d nodes restored), API on %s:%d",
         __version__,
@@ -80,7 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.api_host,
         settings.api_port,
     )
-    subscriber.start()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -95,13 +110,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # signal again; finding these, that second delivery is a no-op and the cleanup below runs.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
+    died: list[str] = []
+
+    def on_death(role: str) -> None:
+        died.append(role)
+        server.should_exit = True
+
+    supervisor = Supervisor(subscriber.threads, on_death)
+    subscriber.start()
+    supervisor.start()
     try:
         server.run()
     finally:
+        supervisor.stop()
         subscriber.stop()
         store.close()
         log.info("stopped")
-    return 0
+    return EXIT_THREAD_DIED if died else 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -71,10 +72,24 @@ class History(BaseModel):
     truncated: bool = Field(description="True when older points in the range were left out (raise limit).")
 
 
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """What /healthz reports: each thread that matters, the broker connection, the store."""
+
+    threads: dict[str, bool]
+    mqtt_connected: bool
+    store_problem: str | None
+
+
 class Health(BaseModel):
-    status: Literal["ok", "degraded"]
+    """failed (HTTP 503): a thread the subscriber needs has died (the process is exiting);
+    degraded: running, but not connected to the broker or unable to write history."""
+
+    status: Literal["ok", "degraded", "failed"]
+    problems: list[str] = Field(description="Why the status is not ok, one line each.")
     mqtt_connected: bool
     worker_alive: bool
+    store_available: bool
     nodes: int
 
 
@@ -90,9 +105,9 @@ def create_app(
     state: FleetState,
     store: HistoryStore | None,
     registry: CollectorRegistry,
-    health: Callable[[], tuple[bool, bool]],
+    health: Callable[[], Liveness],
 ) -> FastAPI:
-    """Build the API around the live state and the store; ``health`` says (mqtt connected, worker alive)."""
+    """Build the API around the live state and the store; ``health`` reports the running parts."""
     app = FastAPI(
         title="otto-metrics control plane",
         version=__version__,
@@ -183,15 +198,21 @@ def create_app(
             truncated=series.truncated,
         )
 
-    @app.get("/healthz", summary="Liveness: 200 while the worker runs (MQTT state in the body)")
+    @app.get("/healthz", summary="Liveness: 200 while every thread runs; degraded states in the body")
     def healthz(response: Response) -> Health:
-        mqtt_connected, worker_alive = health()
-        if not worker_alive:
+        live = health()
+        dead = [f"the {role} thread died" for role, alive in live.threads.items() if not alive]
+        problems = dead + (["not connected to the broker"] if not live.mqtt_connected else [])
+        if live.store_problem is not None:
+            problems.append(f"history store unavailable: {live.store_problem}"[:300])
+        if dead:
             response.status_code = 503
         return Health(
-            status="ok" if worker_alive else "degraded",
-            mqtt_connected=mqtt_connected,
-            worker_alive=worker_alive,
+            status="failed" if dead else "degraded" if problems else "ok",
+            problems=problems,
+            mqtt_connected=live.mqtt_connected,
+            worker_alive=live.threads.get("worker", False),
+            store_available=live.store_problem is None,
             nodes=len(state.snapshot()),
         )
 

@@ -1,12 +1,16 @@
 """MetricsSubscriber: consumes every node's messages, validates them, keeps state and history.
 
-paho's network thread only queues what arrives. One worker thread hands each message to the
-Ingestor (subscriber.ingest: validation, fleet state, handlers, batched history) and commits the
-batch every FLUSH_SECONDS or FLUSH_MESSAGES. Messages are acknowledged (manual ack)
-only once their rows are committed, so neither a restart nor a crash loses anything: the broker
-keeps the persistent session's unacknowledged and queued messages and redelivers them, and the
-store ignores the copies it already has. The number of unacknowledged messages the broker may send
-us (Receive Maximum) bounds the queue.
+paho's network thread only admits (subscriber.admission: per-node rate limit, queue bounds) and
+queues what arrives. One worker thread hands each message to the Ingestor (subscriber.ingest:
+validation, fleet state, handlers, batched history) and commits the batch every FLUSH_SECONDS or
+FLUSH_MESSAGES. Messages are acknowledged (manual ack) only once their rows are committed, so
+neither a restart nor a crash loses anything: the broker keeps the persistent session's
+unacknowledged and queued messages and redelivers them, and the store ignores the copies it
+already has. The number of unacknowledged messages the broker may send us (Receive Maximum)
+bounds the queue; while the store is unavailable the worker stops taking messages once
+MAX_PENDING are held, so memory stays bounded and the broker keeps the rest.
+
+Both threads are ours (``threads``) so that the program can watch them and exit if one dies.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from paho.mqtt.properties import Properties
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import SUBSCRIPTIONS
+from subscriber.admission import Admission
 from subscriber.decoding import Decoded, Rejected
 from subscriber.ingest import Ingestor
 from subscriber.prometheus import SubscriberCounters
@@ -43,6 +48,8 @@ RECEIVE_MAXIMUM = 4096
 FLUSH_SECONDS = 0.02
 FLUSH_MESSAGES = 1000
 PRUNE_EVERY_SECONDS = 600.0
+#: While the store is unavailable, at most this many messages are held in the open batch.
+MAX_PENDING = RECEIVE_MAXIMUM
 
 NodeHandler = Callable[[NodeMetrics], None]
 ContainerHandler = Callable[[ContainerMetricsBatch], None]
@@ -58,6 +65,16 @@ class BrokerConfig:
     client_id: str = "otto-subscriber"
     session_expiry: timedelta = timedelta(days=7)
     keepalive: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Admission limits (see subscriber.admission); a rate of 0 switches the per-node limit off."""
+
+    node_rate: float = 50.0
+    node_burst: float = 500.0
+    queue_messages: int = 10_000
+    queue_bytes: int = 256 * 2**20
 
 
 @dataclass(slots=True)
@@ -83,6 +100,7 @@ class MetricsSubscriber:
         max_payload_bytes: int = 1_048_576,
         retention: timedelta | None = None,
         log_messages: bool = True,
+        limits: Limits = Limits(),
     ) -> None:
         self.broker = broker
         self.state = state
@@ -90,7 +108,8 @@ class MetricsSubscriber:
         self.counters = counters
         self.retention = retention
         self.log_messages = log_messages
-        self.ingestor = Ingestor(state, store, counters, self._dispatch, max_payload_bytes)
+        self.ingestor = Ingestor(state, store, counters, self._dispatch, max_payload_bytes, retention)
+        self.admission = Admission(limits.node_rate, limits.node_burst, limits.queue_messages, limits.queue_bytes)
         self._node_handlers: list[NodeHandler] = []
         self._container_handlers: list[ContainerHandler] = []
         self._status_handlers: list[StatusHandler] = []
@@ -99,6 +118,7 @@ class MetricsSubscriber:
         self._connected = False
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="otto-subscriber-worker", daemon=True)
+        self._network = threading.Thread(target=self._network_loop, name="otto-subscriber-mqtt", daemon=True)
         self._warnings = RateLimitedLog(log, period=60.0)
         self._client = self._make_client()
 
@@ -113,7 +133,7 @@ class MetricsSubscriber:
         self._client.connect_async(
             self.broker.host, self.broker.port, self.broker.keepalive, clean_start=False, properties=properties
         )
-        self._client.loop_start()
+        self._network.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Handle and store everything received so far, then disconnect (the session stays)."""
@@ -121,8 +141,13 @@ class MetricsSubscriber:
         self._worker.join(timeout)
         self._stopping = True
         self._client.disconnect()
-        self._client.loop_stop()
+        self._network.join(timeout)
         self.counters.mqtt_connected.set(0)
+
+    @property
+    def threads(self) -> dict[str, threading.Thread]:
+        """The threads without which the subscriber does nothing useful, by role."""
+        return {"worker": self._worker, "mqtt": self._network}
 
     def on_node_metrics(self, msg: NodeMetrics) -> None:
         """Handle incoming node metrics: log the plan's line, then call registered handlers."""
@@ -156,11 +181,11 @@ class MetricsSubscriber:
     def connected(self) -> bool:
         return self._connected
 
-    @property
-    def worker_alive(self) -> bool:
-        return self._worker.is_alive()
+    # -- paho (network thread): admit, queue and return ----------------------------------------------
 
-    # -- paho (network thread): queue and return ----------------------------------------------------
+    def _network_loop(self) -> None:
+        # loop_start() would do the same in a thread of paho's; this one the program can watch.
+        self._client.loop_forever(retry_first_connection=True)
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
@@ -197,37 +222,60 @@ class MetricsSubscriber:
         self._connected = False
         self.counters.mqtt_connected.set(0)
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        payload = message.payload
+        refused = self.admission.admit(message.topic, len(payload), message.qos, time.monotonic())
+        if refused is not None:
+            self.ingestor.count_received(message.topic)
+            self.ingestor.reject(message.topic, Rejected(refused, f"{len(payload)} bytes"))
+            if message.qos > 0:
+                client.ack(message.mid, message.qos)
+            return
         self.counters.queue_depth.inc()
-        self._queue.put(
-            _Received(message.topic, bytes(message.payload), message.mid, message.qos, self._epoch, time.time())
-        )
+        self._queue.put(_Received(message.topic, bytes(payload), message.mid, message.qos, self._epoch, time.time()))
 
     # -- worker thread --------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        ingestor = self.ingestor
-        next_prune = time.monotonic() + 5.0
+        self._next_prune = time.monotonic() + 5.0
         while True:
-            wait = FLUSH_SECONDS - ingestor.batch_age if ingestor.pending else 1.0
             try:
-                item = self._queue.get(timeout=max(0.0, wait))
+                if not self._step():
+                    return
+            except Exception:  # a bug: count it, say where, go on with the next message
+                self.counters.worker_errors.inc()
+                self._warnings.exception("worker", "the worker's loop raised; continuing")
+                time.sleep(0.1)
+
+    def _step(self) -> bool:
+        """Take at most one message, flush and prune when due; False once asked to stop."""
+        ingestor = self.ingestor
+        held_back = ingestor.store_problem is not None and ingestor.pending >= MAX_PENDING
+        wait = ingestor.flush_due_in(FLUSH_SECONDS) if ingestor.pending else 1.0
+        if held_back:  # the store is down and the batch is full: leave the rest with the broker
+            time.sleep(max(0.01, min(wait, 1.0)))
+            item: _Received | None = _IDLE
+        else:
+            try:
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = _IDLE
-            if item is None:
-                self._acknowledge(ingestor.flush())
-                return
-            if item is not _IDLE:
-                self.counters.queue_depth.dec()
-                token = (item.mid, item.qos, item.epoch)
-                if isinstance(ingestor.handle(item.topic, item.payload, item.at, token), Rejected):
-                    self._ack(token)  # never worth redelivering
-            if ingestor.pending >= FLUSH_MESSAGES or (ingestor.pending and ingestor.batch_age >= FLUSH_SECONDS):
-                self._acknowledge(ingestor.flush())
-            if time.monotonic() >= next_prune:
-                if self.retention is not None:
-                    ingestor.prune(self.retention)
-                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        if item is None:
+            self._acknowledge(ingestor.flush())
+            return False
+        if item is not _IDLE:
+            self.counters.queue_depth.dec()
+            self.admission.release(len(item.payload))
+            token = (item.mid, item.qos, item.epoch)
+            if isinstance(ingestor.handle(item.topic, item.payload, item.at, token), Rejected):
+                self._ack(token)  # never worth redelivering
+        if ingestor.pending >= FLUSH_MESSAGES or (ingestor.pending and ingestor.flush_due_in(FLUSH_SECONDS) == 0):
+            self._acknowledge(ingestor.flush())
+        if time.monotonic() >= self._next_prune:
+            if self.retention is not None:
+                ingestor.prune(self.retention)
+            self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        return True
 
     def _dispatch(self, decoded: Decoded) -> None:
         message = decoded.message

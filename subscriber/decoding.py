@@ -1,4 +1,8 @@
-"""Turn (topic, payload) into a validated message or a counted rejection. Pure, never raises."""
+"""Turn (topic, payload) into a validated message or a counted rejection. Pure.
+
+``Reason`` also names the rejections decided after decoding (by the ingestion, the queue and the
+rate limit), so that every message not applied is counted under one label set.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,14 @@ class Reason(enum.StrEnum):
     BAD_JSON = "bad_json"
     BAD_SCHEMA = "bad_schema"
     SPOOFED = "spoofed"
+    #: Handling the message raised (a bug, or an input no check foresaw); it is acknowledged, not retried.
+    INTERNAL_ERROR = "internal_error"
+    #: The store refused this message's rows (not the disk: the others of its batch were stored).
+    STORE_POISON = "store_poison"
+    #: The node sent more than its rate limit allows.
+    RATE_LIMITED = "rate_limited"
+    #: The subscriber's queue was at its bound in messages or bytes.
+    QUEUE_FULL = "queue_full"
 
 
 @dataclass(frozen=True, slots=True)

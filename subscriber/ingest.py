@@ -1,10 +1,23 @@
 """Everything the subscriber does with one message, minus MQTT: validate, apply, store in batches.
 
 ``Ingestor.handle`` never raises for any input: a message is either rejected (counted by reason,
-at most one log line per reason per minute, never touching the state or the history) or applied
-to the fleet state, passed to the handlers and added to the open batch. ``flush`` commits the
-batch and returns the acknowledgement tokens of the messages that are now durable; if the store
-fails, the batch is kept for the next flush and nothing is acknowledged.
+at most one log line per reason per minute, never touching the history) or applied to the fleet
+state, passed to the handlers and added to the open batch. Whatever raises while one message is
+handled makes that message a rejection (``internal_error``, logged with its traceback), so a
+redelivered message can never stop the worker or wedge the subscriber across restarts.
+
+Time: a sample's timestamp is the node's clock, which may be wrong (``FleetState`` says how the
+live view copes). History keeps the node's timestamp, with two exceptions: a sample stamped more
+than ``max_clock_skew`` ahead of its arrival is stored at its arrival time (nothing legitimately
+arrives from the future, and a row in the future would outlive every retention pass), and a
+sample older than the retention is not stored (the next pass would delete it). Both are counted
+(``otto_subscriber_history_adjusted``); the node's skew is shown by the API and Prometheus.
+
+Storing: ``flush`` commits the batch and returns the acknowledgement tokens of the messages that
+are now durable. If the store is unavailable (``StoreUnavailable``: disk full, read-only, locked)
+the batch is kept, nothing is acknowledged, ``store_problem`` says why, and the next attempt waits
+(0.5 s doubling to 30 s). If the store refuses the batch for another reason, its messages are
+written one by one and those still refused are rejected as ``store_poison`` and acknowledged.
 """
 
 from __future__ import annotations
@@ -14,28 +27,59 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import parse_topic
-from subscriber.decoding import Decoded, Rejected, decode
+from subscriber.decoding import Decoded, Reason, Rejected, decode
 from subscriber.prometheus import SubscriberCounters
-from subscriber.state import FleetState
-from subscriber.store import HistoryStore
+from subscriber.state import FleetState, NodeView
+from subscriber.store import HistoryStore, StoreUnavailable, Written
 
 log = logging.getLogger(__name__)
 
 Token = Hashable
+Sample = TypeVar("Sample", NodeMetrics, ContainerMetricsBatch)
+
+#: Waits between attempts to write to an unavailable store: the first, and the longest.
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One applied message of the open batch: its rows (if any) and its acknowledgement token."""
+
+    token: Token
+    node_id: str
+    node: NodeMetrics | None = None
+    containers: ContainerMetricsBatch | None = None
 
 
 @dataclass(slots=True)
 class _Batch:
-    nodes: list[NodeMetrics] = field(default_factory=list)
-    containers: list[ContainerMetricsBatch] = field(default_factory=list)
+    entries: list[_Entry] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)
-    tokens: list[Token] = field(default_factory=list)
     opened: float = 0.0
-    size: int = 0
+
+    @property
+    def nodes(self) -> list[NodeMetrics]:
+        return [e.node for e in self.entries if e.node is not None]
+
+    @property
+    def containers(self) -> list[ContainerMetricsBatch]:
+        return [e.containers for e in self.entries if e.containers is not None]
+
+
+@dataclass(slots=True)
+class _Outage:
+    """The store has been unavailable since ``since`` (monotonic) for ``reason``."""
+
+    reason: str
+    since: float
+    failures: int = 1
+    retry_at: float = 0.0
 
 
 class Ingestor:
@@ -48,77 +92,187 @@ class Ingestor:
         counters: SubscriberCounters,
         dispatch: Callable[[Decoded], None],
         max_payload_bytes: int = 1_048_576,
+        retention: timedelta | None = None,
     ) -> None:
         self.state = state
         self.store = store
         self.counters = counters
         self.max_payload_bytes = max_payload_bytes
+        self.retention = retention
         self._dispatch = dispatch
         self._batch = _Batch()
+        self._outage: _Outage | None = None
         self._rejections = RateLimitedLog(log, period=60.0)
         self._store_failures = RateLimitedLog(log, period=60.0)
 
     @property
     def pending(self) -> int:
         """Valid messages handled but not yet committed."""
-        return self._batch.size
+        return len(self._batch.entries)
 
     @property
     def batch_age(self) -> float:
         """Seconds since the open batch's first message (0 when empty)."""
-        return time.monotonic() - self._batch.opened if self._batch.size else 0.0
+        return time.monotonic() - self._batch.opened if self._batch.entries else 0.0
+
+    @property
+    def store_problem(self) -> str | None:
+        """Why the store cannot be written to right now; None while it works."""
+        return self._outage.reason if self._outage is not None else None
+
+    def flush_due_in(self, flush_seconds: float) -> float:
+        """Seconds until the open batch should be flushed (the retry time while the store is down)."""
+        if not self._batch.entries:
+            return flush_seconds
+        if self._outage is not None:
+            return max(0.0, self._outage.retry_at - time.monotonic())
+        return max(0.0, flush_seconds - self.batch_age)
+
+    def reject(self, topic: str, rejected: Rejected) -> Rejected:
+        """Count and log (rate-limited) a message that will not be applied."""
+        self.counters.rejected.labels(rejected.reason.value).inc()
+        self._rejections.warning(
+            rejected.reason.value, "rejected a message on %r: %s: %s", topic[:120], rejected.reason, rejected.detail
+        )
+        return rejected
+
+    def count_received(self, topic: str) -> None:
+        """Count a message as received, by the kind its topic names."""
+        parsed = parse_topic(topic)
+        self.counters.received.labels(parsed[1].name.lower() if parsed else "unknown").inc()
 
     def handle(self, topic: str, payload: bytes, received_at: float, token: Token = None) -> Decoded | Rejected:
         """Decode and apply one message; a rejection is counted and logged, never raised."""
-        parsed = parse_topic(topic)
-        self.counters.received.labels(parsed[1].name.lower() if parsed else "unknown").inc()
-        result = decode(topic, payload, self.max_payload_bytes)
-        if isinstance(result, Rejected):
-            self.counters.rejected.labels(result.reason.value).inc()
-            self._rejections.warning(
-                result.reason.value, "rejected a message on %r: %s: %s", topic[:120], result.reason, result.detail
+        self.count_received(topic)
+        try:
+            result = decode(topic, payload, self.max_payload_bytes)
+            if isinstance(result, Rejected):
+                return self.reject(topic, result)
+            self._apply(result, received_at, token)
+        except Exception as exc:
+            self.counters.rejected.labels(Reason.INTERNAL_ERROR.value).inc()
+            self._rejections.exception(
+                Reason.INTERNAL_ERROR.value, "handling a message on %r raised; rejected it", topic[:120]
             )
-            return result
-        batch = self._batch
-        if not batch.size:
-            batch.opened = time.monotonic()
-        batch.size += 1
-        if token is not None:
-            batch.tokens.append(token)
-        batch.touched.add(result.node_id)
-        message = result.message
-        if isinstance(message, NodeMetrics):
-            self.state.apply_node_metrics(message, received_at)
-            batch.nodes.append(message)
-        elif isinstance(message, ContainerMetricsBatch):
-            self.state.apply_container_metrics(message, received_at)
-            batch.containers.append(message)
-        elif isinstance(message, NodeStatus):
-            self.state.apply_status(message, received_at)
+            return Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:200])
         self._dispatch(result)
         return result
 
-    def flush(self) -> list[Token] | None:
-        """Commit the open batch; the tokens of what is now durable, or None if the store failed."""
+    def _apply(self, decoded: Decoded, received_at: float, token: Token) -> None:
+        message = decoded.message
+        entry = _Entry(token, decoded.node_id)
+        if isinstance(message, NodeMetrics):
+            self.state.apply_node_metrics(message, received_at)
+            entry = _Entry(token, decoded.node_id, node=self._for_history(message, received_at))
+        elif isinstance(message, ContainerMetricsBatch):
+            self.state.apply_container_metrics(message, received_at)
+            entry = _Entry(token, decoded.node_id, containers=self._for_history(message, received_at))
+        elif isinstance(message, NodeStatus):
+            self.state.apply_status(message, received_at)
         batch = self._batch
-        if not batch.size:
+        if not batch.entries:
+            batch.opened = time.monotonic()
+        batch.entries.append(entry)
+        batch.touched.add(decoded.node_id)
+
+    def _for_history(self, message: Sample, received_at: float) -> Sample | None:
+        """The sample as history keeps it (see the module docstring), or None if it keeps it not."""
+        skew = message.timestamp.timestamp() - received_at
+        if skew > self.state.max_clock_skew:
+            self.counters.history_adjusted.labels("clock_ahead").inc()
+            self._rejections.warning(
+                "clock_ahead",
+                "node %s stamps its samples %.0f s ahead of their arrival; storing them at arrival time (check NTP)",
+                message.node_id,
+                skew,
+            )
+            return message.model_copy(update={"timestamp": datetime.fromtimestamp(received_at, UTC)})
+        if self.retention is not None and -skew > self.retention.total_seconds():
+            self.counters.history_adjusted.labels("older_than_retention").inc()
+            return None
+        return message
+
+    def flush(self) -> list[Token] | None:
+        """Commit the open batch; the tokens of what is now settled, or None if the store is unavailable."""
+        batch = self._batch
+        if not batch.entries:
             return []
         if self.store is not None:
+            if self._outage is not None and time.monotonic() < self._outage.retry_at:
+                return None
             latest = [view for node_id in batch.touched if (view := self.state.get(node_id)) is not None]
             try:
-                written = self.store.write(batch.nodes, batch.containers, latest)
-            except Exception as exc:  # any store failure: keep the batch, retry later, acknowledge nothing
-                self.counters.store_errors.inc()
-                self._store_failures.warning("store", "cannot write history (%s); will retry", exc)
-                batch.opened = time.monotonic()
+                try:
+                    written = self.store.write(batch.nodes, batch.containers, latest)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:  # about the rows, not the medium: find the ones at fault
+                    written = self._write_one_by_one(batch, latest, exc)
+            except StoreUnavailable as exc:
+                self._store_down(str(exc))
                 return None
+            self._store_up()
             self.counters.rows_stored.labels("node_samples").inc(written.nodes)
             self.counters.rows_stored.labels("container_samples").inc(written.containers)
         self._batch = _Batch()
-        return batch.tokens
+        return [entry.token for entry in batch.entries if entry.token is not None]
+
+    def _write_one_by_one(self, batch: _Batch, latest: list[NodeView], error: Exception) -> Written:
+        assert self.store is not None
+        log.warning("the store refused a batch (%s: %s); writing its messages one by one", type(error).__name__, error)
+        nodes = containers = 0
+        for entry in batch.entries:
+            if entry.node is None and entry.containers is None:
+                continue
+            try:
+                written = self.store.write(
+                    [entry.node] if entry.node else [], [entry.containers] if entry.containers else [], []
+                )
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                detail = f"node {entry.node_id}: {type(exc).__name__}: {exc}"[:200]
+                self.reject("(store)", Rejected(Reason.STORE_POISON, detail))
+                continue
+            nodes += written.nodes
+            containers += written.containers
+        try:
+            self.store.write([], [], latest)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("the store refused the nodes' latest state; it is written with the next batch")
+        return Written(nodes, containers)
+
+    def _store_down(self, reason: str) -> None:
+        now = time.monotonic()
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(reason, since=now)
+        else:
+            outage.failures += 1
+            outage.reason = reason
+        self.counters.store_errors.inc()
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (outage.failures - 1))
+        outage.retry_at = now + delay
+        self._store_failures.warning(
+            "store", "cannot write history (%s); %d messages held, next attempt in %.1f s", reason, self.pending, delay
+        )
+
+    def _store_up(self) -> None:
+        if self._outage is not None:
+            log.info(
+                "history store available again after %.1f s; %d messages stored",
+                time.monotonic() - self._outage.since,
+                self.pending,
+            )
+            self._outage = None
 
     def prune(self, retention: timedelta) -> None:
-        """Delete history older than ``retention``."""
+        """Delete history older than ``retention``, and forget nodes silent for that long."""
+        gone = self.state.forget(time.time() - retention.total_seconds())
+        if gone:
+            log.info("retention: forgot %d nodes silent for %s: %s", len(gone), retention, ", ".join(gone[:10]))
         if self.store is None:
             return
         try:

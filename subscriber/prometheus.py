@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from contract.models import ContainerMetrics, NodeMetrics
 from contract.topics import TopicKind
 from subscriber.decoding import Reason
-from subscriber.state import Availability, FleetState
+from subscriber.state import Availability, FleetState, NodeView
 
 MIB = 2**20
 GIB = 2**30
@@ -31,8 +31,18 @@ class SubscriberCounters:
         )
         self.rows_stored = Counter("otto_subscriber_rows_stored", "History rows written.", ["table"], registry=registry)
         self.store_errors = Counter("otto_subscriber_store_errors", "Failed history writes.", registry=registry)
+        self.worker_errors = Counter(
+            "otto_subscriber_worker_errors", "Exceptions caught in the worker's loop (bugs).", registry=registry
+        )
         self.handler_errors = Counter(
             "otto_subscriber_handler_errors", "Exceptions raised by registered handlers.", registry=registry
+        )
+        self.history_adjusted = Counter(
+            "otto_subscriber_history_adjusted",
+            "Samples whose time history could not take as stamped: clock_ahead (stored at arrival time), "
+            "older_than_retention (not stored).",
+            ["reason"],
+            registry=registry,
         )
         self.rows_pruned = Counter(
             "otto_subscriber_rows_pruned", "History rows removed by retention.", registry=registry
@@ -49,6 +59,8 @@ class SubscriberCounters:
             self.rejected.labels(reason.value)
         for table in ("node_samples", "container_samples"):
             self.rows_stored.labels(table)
+        for adjustment in ("clock_ahead", "older_than_retention"):
+            self.history_adjusted.labels(adjustment)
 
 
 def _scaled(value: float | None, factor: float) -> float | None:
@@ -135,20 +147,35 @@ CONTAINER_FIGURES: list[tuple[str, str, ContainerValue, bool]] = [
 
 
 class FleetCollector(Collector):
-    """Renders FleetState at scrape time; one series per node (and per container)."""
+    """Renders FleetState at scrape time; one series per node (and per container).
 
-    def __init__(self, state: FleetState) -> None:
+    A node's figures and its containers' are exported while it is online and for ``grace``
+    seconds after its metrics last arrived, then dropped rather than exported frozen forever;
+    ``otto_node_up``, ``otto_node_status`` and ``otto_node_last_seen_timestamp_seconds`` stay for
+    as long as the node is known, so that an alert on ``otto_node_up == 0`` keeps firing. Two
+    containers of one batch with the same name (Docker forbids it; a broken or hostile node may
+    not) would make the exposition invalid: the first keeps the name, the others are left out.
+    """
+
+    def __init__(self, state: FleetState, grace: float = 300.0) -> None:
         self.state = state
+        self.grace = grace
 
     def collect(self) -> Iterator[Metric]:
-        views = self.state.snapshot()
         now = time.time()
+        every = self.state.snapshot()
+        current = [v for v in every if self._current(v, now)]
+        yield from self._availability(every, now)
+        yield from self._node_figures(current)
+        yield from self._container_figures(current)
+
+    def _availability(self, every: list[NodeView], now: float) -> Iterator[Metric]:
         up = GaugeMetricFamily("otto_node_up", "1 if the node is online (not offline, not stale).", labels=["node"])
         status = GaugeMetricFamily("otto_node_status", "1 for the node's current status.", labels=["node", "status"])
         seen = GaugeMetricFamily(
             "otto_node_last_seen_timestamp_seconds", "When anything was last received from the node.", labels=["node"]
         )
-        for view in views:
+        for view in every:
             availability = view.availability(now, self.state.stale_after)
             up.add_metric([view.node_id], 1.0 if availability is Availability.ONLINE else 0.0)
             for option in Availability:
@@ -156,6 +183,17 @@ class FleetCollector(Collector):
             if view.last_seen is not None:
                 seen.add_metric([view.node_id], view.last_seen)
         yield from (up, status, seen)
+
+    def _node_figures(self, views: list[NodeView]) -> Iterator[Metric]:
+        skew = GaugeMetricFamily(
+            "otto_node_clock_skew_seconds",
+            "How far the node's clock was ahead (negative: behind) when its latest metrics arrived.",
+            labels=["node"],
+        )
+        for view in views:
+            if view.clock_skew is not None:
+                skew.add_metric([view.node_id], view.clock_skew)
+        yield skew
 
         with_metrics = [v for v in views if v.metrics is not None]
         for figure in NODE_FIGURES:
@@ -178,6 +216,7 @@ class FleetCollector(Collector):
             info.add_metric([view.node_id, view.metrics.agent.version, view.metrics.agent.arch], 1.0)
         yield from (cores, info)
 
+    def _container_figures(self, views: list[NodeView]) -> Iterator[Metric]:
         labels = ["node", "container", "image"]
         families: list[tuple[GaugeMetricFamily | CounterMetricFamily, ContainerValue]] = [
             ((CounterMetricFamily if counter else GaugeMetricFamily)(name, text, labels=labels), getter)
@@ -187,7 +226,11 @@ class FleetCollector(Collector):
             "otto_container_health_status", "1 for the container's health.", labels=[*labels, "status"]
         )
         for view in views:
+            named: set[str] = set()
             for container in view.containers.containers if view.containers else []:
+                if container.container_name in named:
+                    continue
+                named.add(container.container_name)
                 key = [view.node_id, container.container_name, container.image]
                 for family, getter in families:
                     family.add_metric(key, float(getter(container)))
@@ -195,3 +238,9 @@ class FleetCollector(Collector):
                     health.add_metric([*key, container.health], 1.0)
         yield from (family for family, _ in families)
         yield health
+
+    def _current(self, view: NodeView, now: float) -> bool:
+        if view.availability(now, self.state.stale_after) is Availability.ONLINE:
+            return True
+        received = max(view.last_metrics or 0.0, view.last_containers or 0.0)
+        return now - received <= self.grace

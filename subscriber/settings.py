@@ -39,7 +39,17 @@ class SubscriberSettings(MqttSettings):
     db_path: Path = Field(Path("otto-history.db"), description="SQLite history file.")
     retention: Duration = Field(timedelta(days=7), description="How long history is kept.")
     stale_after: float = Field(3.0, gt=1.0, le=1000.0, description="Stale after this many silent intervals.")
+    max_clock_skew: float = Field(
+        300.0, ge=1.0, le=86_400.0, description="Seconds a sample's time may differ from its arrival and be trusted."
+    )
     max_payload_bytes: int = Field(1_048_576, ge=1024, le=268_435_456)
+    prometheus_grace: Duration = Field(
+        timedelta(minutes=5), description="How long an offline or stale node's figures stay in /metrics."
+    )
+    node_rate_limit: float = Field(50.0, ge=0.0, description="Messages per second a node may send; 0 = no limit.")
+    node_rate_burst: float = Field(500.0, ge=1.0, description="Messages a node may send at once beyond its rate.")
+    queue_max_messages: int = Field(10_000, ge=100, description="QoS 0 messages that may wait for the worker.")
+    queue_max_bytes: int = Field(256 * 2**20, ge=2**20, description="Payload bytes that may wait for the worker.")
 
     api_host: str = "0.0.0.0"  # noqa: S104  (the API is meant to be reachable; compose publishes it)
     api_port: int = Field(8080, ge=1, le=65535)

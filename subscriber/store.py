@@ -4,11 +4,17 @@ Columns are derived from the wire contract: every numeric or boolean field of No
 its ``agent`` object, prefixed ``agent_``) and of ContainerMetrics is a typed column, so history
 queries need no JSON parsing and a field added to the contract becomes a column on next start.
 Rows are keyed by (node, [container name,] timestamp): a message delivered twice is stored once.
+
+Durability: ``synchronous=FULL`` makes every commit reach the disk (the WAL is fsynced) before
+``write`` returns, so a message acknowledged after its commit survives a power cut, not only a
+crash of the process. Failures of the medium (disk full, read-only, locked, I/O error) raise
+``StoreUnavailable``; anything else ``write`` raises is about the rows themselves.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import types
@@ -19,10 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from contract.models import AgentStats, ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
 from subscriber.state import NodeView
+
+log = logging.getLogger(__name__)
 
 
 def _scalar_type(annotation: Any) -> type | None:
@@ -77,6 +85,10 @@ class Series:
     truncated: bool
 
 
+class StoreUnavailable(Exception):
+    """The store cannot write now (disk full, read-only, locked, I/O error); the same write may work later."""
+
+
 class HistoryStore(Protocol):
     """What the subscriber needs from a history store; SQLite today, a server database later."""
 
@@ -111,7 +123,7 @@ class SqliteHistoryStore:
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA busy_timeout=10000")
         return connection
 
@@ -141,7 +153,7 @@ class SqliteHistoryStore:
             )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS latest (node_id TEXT PRIMARY KEY, metrics TEXT, containers TEXT, "
-                "status TEXT, last_seen REAL, last_metrics REAL)"
+                "status TEXT, last_seen REAL, last_metrics REAL, last_containers REAL)"
             )
             db.execute("CREATE INDEX IF NOT EXISTS node_samples_ts ON node_samples (ts)")
             db.execute("CREATE INDEX IF NOT EXISTS container_samples_ts ON container_samples (ts)")
@@ -149,11 +161,12 @@ class SqliteHistoryStore:
             for table, wanted in (
                 ("node_samples", NODE_SERIES_FIELDS),
                 ("container_samples", CONTAINER_TEXT_FIELDS + CONTAINER_SERIES_FIELDS),
+                ("latest", ["last_containers"]),
             ):
                 existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 for column in wanted:
                     if column not in existing:
-                        kind = "TEXT" if column in CONTAINER_TEXT_FIELDS else "NUMERIC"
+                        kind = "TEXT" if column in CONTAINER_TEXT_FIELDS else "REAL" if table == "latest" else "NUMERIC"
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _transaction(self) -> _Transaction:
@@ -162,6 +175,14 @@ class SqliteHistoryStore:
     # -- writing ----------------------------------------------------------------------------------
 
     def write(
+        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+    ) -> Written:
+        try:
+            return self._write(nodes, batches, latest)
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _write(
         self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
     ) -> Written:
         node_rows = [_node_row(m) for m in nodes]
@@ -178,7 +199,8 @@ class SqliteHistoryStore:
             stored = Written(after_nodes - before, db.total_changes - after_nodes)
             if latest:
                 db.executemany(
-                    "INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO latest (node_id, metrics, containers, status, last_seen, last_metrics, "
+                    "last_containers) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             v.node_id,
@@ -187,6 +209,7 @@ class SqliteHistoryStore:
                             v.status.model_dump_json() if v.status else None,
                             v.last_seen,
                             v.last_metrics,
+                            v.last_containers,
                         )
                         for v in latest
                     ],
@@ -232,19 +255,23 @@ class SqliteHistoryStore:
 
     def latest_views(self) -> list[NodeView]:
         views = []
-        for node_id, metrics, containers, status, last_seen, last_metrics in self._reader().execute(
-            "SELECT node_id, metrics, containers, status, last_seen, last_metrics FROM latest"
+        for node_id, metrics, containers, status, last_seen, last_metrics, last_containers in self._reader().execute(
+            "SELECT node_id, metrics, containers, status, last_seen, last_metrics, last_containers FROM latest"
         ):
-            views.append(
-                NodeView(
-                    node_id=node_id,
-                    metrics=NodeMetrics.model_validate_json(metrics) if metrics else None,
-                    containers=ContainerMetricsBatch.model_validate_json(containers) if containers else None,
-                    status=NodeStatus.model_validate_json(status) if status else None,
-                    last_seen=last_seen,
-                    last_metrics=last_metrics,
+            try:
+                views.append(
+                    NodeView(
+                        node_id=node_id,
+                        metrics=NodeMetrics.model_validate_json(metrics) if metrics else None,
+                        containers=ContainerMetricsBatch.model_validate_json(containers) if containers else None,
+                        status=NodeStatus.model_validate_json(status) if status else None,
+                        last_seen=last_seen,
+                        last_metrics=last_metrics,
+                        last_containers=last_containers,
+                    )
                 )
-            )
+            except ValidationError as exc:  # written under an older contract: the next message replaces it
+                log.warning("not restoring node %r: its stored state no longer validates (%s)", node_id, exc)
         return views
 
     def count(self, table: str) -> int:
@@ -269,7 +296,20 @@ class _Transaction:
         return self.connection
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.connection.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.connection.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already rolled the transaction
+        # back; a second ROLLBACK would raise and hide the error that matters.
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
 
 
 def _insert(table: str, columns: list[str]) -> str:

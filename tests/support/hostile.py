@@ -13,11 +13,30 @@ from typing import Any
 from hypothesis import strategies as st
 
 from contract import to_payload
-from tests.support.messages import node_metrics
+from tests.support.messages import container_batch, node_metrics
 
 LIMIT = 16_384
 VALID_DOC: dict[str, Any] = json.loads(to_payload(node_metrics()))
 VALID_TEXT = to_payload(node_metrics()).decode()
+VALID_CONTAINERS: dict[str, Any] = json.loads(to_payload(container_batch()))
+
+#: Timestamps at the edges of what JSON, pydantic and Python's datetime can hold.
+EDGE_TIMES = [
+    "9999-12-31T23:59:59-01:00",  # valid ISO 8601, but its UTC equivalent is past year 9999
+    "0001-01-01T00:00:00+01:00",  # likewise before year 1
+    "9999-12-31T23:59:59.999999Z",
+    "0001-01-01T00:00:00Z",
+    "1970-01-01T00:00:00Z",
+    "2262-04-11T23:47:16.854775807Z",  # int64 nanoseconds end here
+    "2026-11-27T10:00:00+23:59",
+    "2026-11-27T10:00:00",  # no offset: refused
+]
+EDGE_INTS = [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, -1]
+edge_strings = st.one_of(
+    st.text(min_size=500, max_size=700),
+    st.just("\u202e" * 513),  # right-to-left override, past the 512 limit
+    st.text(alphabet="\U0001f433\u00e9\u200b<>&\"'", min_size=1, max_size=700),
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -48,7 +67,37 @@ def literal_edits(draw: st.DrawFn) -> bytes:
     return VALID_TEXT.replace(f'"{field}":{value}', f'"{field}":{replacement}', 1).encode()
 
 
+@st.composite
+def edge_documents(draw: st.DrawFn) -> bytes:
+    """A valid node or containers message with one field at the edge of its type's range."""
+    if draw(st.booleans()):
+        document = json.loads(VALID_TEXT)
+        where, key = document, draw(st.sampled_from(["timestamp", "network_bytes_sent", "cycle", "agent"]))
+        if key == "agent":
+            where, key = document["agent"], draw(st.sampled_from(["version", "arch", "dropped"]))
+    else:
+        document = json.loads(json.dumps(VALID_CONTAINERS))
+        where, key = document, draw(st.sampled_from(["timestamp", "cycle", "containers", "error"]))
+        if key == "containers":
+            if draw(st.booleans()):  # the same container twice
+                document["containers"] = [document["containers"][0]] * 2
+                return json.dumps(document).encode()
+            where, key = (
+                document["containers"][0],
+                draw(st.sampled_from(["container_name", "image", "container_id", "pids", "block_write_bytes"])),
+            )
+    current = where[key]
+    if key == "timestamp":
+        where[key] = draw(st.sampled_from(EDGE_TIMES))
+    elif isinstance(current, int):
+        where[key] = draw(st.sampled_from(EDGE_INTS))
+    else:
+        where[key] = draw(edge_strings)
+    return json.dumps(document).encode()
+
+
 payloads = st.one_of(
+    edge_documents(),
     st.binary(max_size=400),
     st.integers(0, len(VALID_TEXT) - 1).map(lambda n: VALID_TEXT[:n].encode()),  # truncated
     json_values.map(lambda v: json.dumps(v, allow_nan=True).encode()),
@@ -99,7 +148,21 @@ def _beyond_64_bits(_rng: random.Random) -> bytes:
     return json.dumps({**VALID_DOC, "network_bytes_sent": 2**70}).encode()
 
 
-HOSTILE_KINDS = (_random_bytes, _truncated, _wrong_type, _nan, _deep, _oversize, _spoofed, _beyond_64_bits)
+def _calendar_edge(rng: random.Random) -> bytes:
+    return json.dumps({**VALID_DOC, "timestamp": rng.choice(EDGE_TIMES[:2])}).encode()
+
+
+def _long_name(rng: random.Random) -> bytes:
+    document = json.loads(json.dumps(VALID_CONTAINERS))
+    document["containers"][0]["container_name"] = "\U0001f433" * rng.randint(513, 2000)
+    return json.dumps(document).encode()
+
+
+#: Each of these is refused by the contract (the node topic's payloads) or by size.
+HOSTILE_KINDS = (
+    _random_bytes, _truncated, _wrong_type, _nan, _deep, _oversize, _spoofed, _beyond_64_bits,
+    _calendar_edge, _long_name,
+)  # fmt: skip
 
 BROKER_SAFE_TOPICS = [
     "otto/nodes/node-a/metrics/node",

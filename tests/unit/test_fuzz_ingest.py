@@ -48,8 +48,9 @@ def test_hostile_input_never_raises_is_counted_and_spares_valid_messages(hostile
     for topic, payload in hostile:
         message = node_metrics(at=T0 + timedelta(seconds=next(_stamps)), cpu_percent=33.0)
         valid.append(message)
-        assert isinstance(ingestor.handle("otto/nodes/node-a/metrics/node", to_payload(message), 0.0), Decoded)
-        outcome = ingestor.handle(topic, payload, 0.0)  # must not raise, whatever it is
+        arrival = message.timestamp.timestamp()
+        assert isinstance(ingestor.handle("otto/nodes/node-a/metrics/node", to_payload(message), arrival), Decoded)
+        outcome = ingestor.handle(topic, payload, arrival)  # must not raise, whatever it is
         assert isinstance(outcome, Decoded | Rejected)
         if isinstance(outcome, Rejected):
             assert outcome.reason in Reason

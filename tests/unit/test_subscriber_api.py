@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from subscriber.api import create_app
+from subscriber.api import Liveness, create_app
 from subscriber.prometheus import FleetCollector, SubscriberCounters
 from subscriber.state import FleetState
 from subscriber.store import SqliteHistoryStore
@@ -40,7 +40,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     counters = SubscriberCounters(registry)
     counters.rejected.labels("spoofed").inc(3)
     registry.register(FleetCollector(state))
-    app = create_app(state, store, registry, lambda: (True, True))
+    app = create_app(state, store, registry, lambda: Liveness({"worker": True, "mqtt": True}, True, None))
     with TestClient(app) as test_client:
         yield test_client
     store.close()
@@ -114,7 +114,34 @@ def test_bad_parameters_are_4xx_with_a_clear_message(
 
 
 def test_healthz(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "mqtt_connected": True, "worker_alive": True, "nodes": 2}
+    assert client.get("/healthz").json() == {
+        "status": "ok", "problems": [], "mqtt_connected": True, "worker_alive": True, "store_available": True,
+        "nodes": 2,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("liveness", "code", "status", "problems"),
+    [
+        (Liveness({"worker": True, "mqtt": True}, False, None), 200, "degraded", ["not connected to the broker"]),
+        (
+            Liveness({"worker": True, "mqtt": True}, True, "database or disk is full"),
+            200,
+            "degraded",
+            ["history store unavailable: database or disk is full"],
+        ),
+        (Liveness({"worker": True, "mqtt": False}, True, None), 503, "failed", ["the mqtt thread died"]),
+        (Liveness({"worker": False, "mqtt": True}, True, None), 503, "failed", ["the worker thread died"]),
+    ],
+)
+def test_healthz_names_every_problem(
+    tmp_path: Path, liveness: Liveness, code: int, status: str, problems: list[str]
+) -> None:
+    app = create_app(FleetState(3.0), None, CollectorRegistry(), lambda: liveness)
+    response = TestClient(app).get("/healthz")
+    assert response.status_code == code
+    assert response.json()["status"] == status
+    assert response.json()["problems"] == problems
 
 
 def test_metrics_exposition(client: TestClient) -> None:
@@ -171,3 +198,32 @@ def test_no_parameters_make_the_api_fail(client: TestClient, node: str, params: 
         assert response.status_code < 500, (endpoint, params, response.text)
         if response.status_code >= 400:
             assert response.json()["detail"]  # a message saying what is wrong
+
+
+def test_prometheus_drops_figures_of_nodes_gone_longer_than_the_grace_and_duplicate_names() -> None:
+    now = time.time()
+    state = FleetState(stale_after=3.0)
+    gone_at = now - 400  # stale for 400 s: past a 300 s grace
+    state.apply_node_metrics(node_metrics("gone", at=T0), received_at=gone_at)
+    state.apply_container_metrics(container_batch("gone", at=T0), received_at=gone_at)
+    state.apply_node_metrics(node_metrics("recent", at=T0), received_at=now - 60)  # stale, within the grace
+    twins = [container("twin", cpu_percent=1.0), container("twin", cpu_percent=2.0), container("solo")]
+    state.apply_container_metrics(container_batch("recent", at=T0, containers=twins), received_at=now - 60)
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(state, grace=300.0))
+    text = TestClient(create_app(state, None, registry, lambda: Liveness({}, True, None))).get("/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)  # a duplicate series would make this raise
+        for s in family.samples
+    }
+    names = {(name, dict(labels).get("node")) for name, labels in samples}
+    # The node stays known (an up == 0 alert keeps firing); its frozen figures are gone.
+    assert samples[("otto_node_up", (("node", "gone"),))] == 0.0
+    assert ("otto_node_cpu_percent", "gone") not in names
+    assert ("otto_container_cpu_percent", "gone") not in names
+    assert samples[("otto_node_cpu_percent", (("node", "recent"),))] == 12.5
+    assert samples[("otto_node_clock_skew_seconds", (("node", "recent"),))] == pytest.approx(T0.timestamp() - now + 60)
+    twin = (("container", "twin"), ("image", "nginx:1.27"), ("node", "recent"))
+    assert samples[("otto_container_cpu_percent", twin)] == 1.0  # the first of the two keeps the name
+    assert sum(1 for name, labels in samples if name == "otto_container_cpu_percent") == 2

@@ -44,17 +44,18 @@ def test_status_alone_without_metrics_is_stale_not_online() -> None:
 
 def test_replayed_older_samples_do_not_replace_the_latest() -> None:
     state = FleetState(stale_after=3.0)
-    state.apply_node_metrics(node_metrics(at=T0 + timedelta(seconds=10), cpu_percent=90.0), received_at=1000.0)
-    state.apply_node_metrics(node_metrics(at=T0, cpu_percent=1.0), received_at=1001.0)  # from an outage buffer
-    state.apply_container_metrics(container_batch(at=T0 + timedelta(seconds=10)), received_at=1000.0)
-    state.apply_container_metrics(container_batch(at=T0, containers=[]), received_at=1001.0)
+    arrival = T0.timestamp() + 10
+    state.apply_node_metrics(node_metrics(at=T0 + timedelta(seconds=10), cpu_percent=90.0), received_at=arrival)
+    state.apply_node_metrics(node_metrics(at=T0, cpu_percent=1.0), received_at=arrival + 1)  # redelivered
+    state.apply_container_metrics(container_batch(at=T0 + timedelta(seconds=10)), received_at=arrival)
+    state.apply_container_metrics(container_batch(at=T0, containers=[]), received_at=arrival + 1)
     view = state.get("node-a")
     assert view is not None
     assert view.metrics is not None
     assert view.metrics.cpu_percent == 90.0
     assert view.containers is not None
     assert len(view.containers.containers) == 1
-    assert view.last_seen == 1001.0  # but we did hear from it
+    assert view.last_seen == arrival + 1  # but we did hear from it
 
 
 def test_snapshot_is_sorted_and_restore_never_overrides_live_data() -> None:
