@@ -17,10 +17,12 @@ from agent.healthcheck import is_fresh, max_age
 from agent.heartbeat import Heartbeat
 from agent.host_collector import HostCollector, HostPaths
 from agent.mqtt_link import MqttConfig, MqttLink
+from agent.problems import Problems
 from agent.publisher import MetricsPublisher
 from agent.settings import AgentSettings
 from common import __version__
 from common.cli import fail_config, load_settings_or_exit, setup_logging
+from common.supervision import EXIT_THREAD_DIED, Supervisor
 from contract.models import NodeStatus, to_payload, utc_now
 from contract.topics import NODE_ID_PATTERN, status_topic
 
@@ -63,14 +65,15 @@ def resolve_node_id(settings: AgentSettings, paths: HostPaths) -> str:
 
 def build_collector(settings: AgentSettings) -> MetricsCollector:
     paths = HostPaths(settings.host_root)
-    host = HostCollector(paths)
+    problems = Problems()
+    host = HostCollector(paths, problems)
     if host.memory_cgroup_enabled is False:
         log.warning(MEMORY_CGROUP_HINT)
     cgroups = CgroupReader(paths.sys, paths.proc) if settings.container_stats == "auto" else None
     if cgroups is not None and not cgroups.usable:
         cgroups = None
     containers = ContainerCollector(
-        timeout=settings.docker_timeout, concurrency=settings.docker_concurrency, cgroups=cgroups
+        timeout=settings.docker_timeout, concurrency=settings.docker_concurrency, cgroups=cgroups, problems=problems
     )
     return MetricsCollector(resolve_node_id(settings, paths), host, containers, settings.interval)
 
@@ -80,7 +83,8 @@ def run_once(collector: MetricsCollector) -> int:
     time.sleep(collector.interval)
     node, batch = collector.collect()
     collector.containers.close()
-    sys.stdout.write(to_payload(node).decode() + "\n" + to_payload(batch).decode() + "\n")
+    messages = [batch] if node is None else [node, batch]
+    sys.stdout.write("".join(to_payload(m).decode() + "\n" for m in messages))
     sys.stdout.flush()
     return 0
 
@@ -110,6 +114,8 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
             keepalive=settings.mqtt_keepalive,
         ),
         buffer_size=settings.effective_buffer_size,
+        buffer_bytes=settings.buffer_bytes,
+        send_rate=settings.replay_rate,
         will=status("offline", stamped=False),
         online=lambda: status("online"),
         offline=lambda: status("offline"),
@@ -123,19 +129,28 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    died: list[str] = []
+
+    def on_death(role: str) -> None:
+        died.append(role)
+        publisher.stop()
+
+    supervisor = Supervisor(link.threads, on_death)
     log.info(
-        "otto-agent %s: node %s, every %gs to %s:%d, buffer %d messages, host root %s",
+        "otto-agent %s: node %s, every %gs to %s:%d, buffer %d messages or %d MiB, host root %s",
         __version__,
         node_id,
         settings.interval,
         settings.mqtt_host,
         settings.mqtt_port,
         settings.effective_buffer_size,
+        settings.buffer_bytes // 2**20,
         settings.host_root or "(this machine)",
     )
-    publisher.start()
+    supervisor.start()
+    publisher.start(on_stopping=supervisor.stop)
     log.info("stopped")
-    return 0
+    return EXIT_THREAD_DIED if died else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from agent.container_collector import ContainerCollector
 from agent.host_collector import HostCollector
+from agent.problems import build
 from agent.self_stats import SelfMonitor
 from common import __version__
 from contract.models import AgentStats, ContainerMetricsBatch, NodeMetrics, utc_now
@@ -39,6 +42,7 @@ class MetricsCollector:
         self._self = SelfMonitor()
         self._arch = platform.machine()
         self.cycle = 0
+        self.problems = host.problems  # the container collector reports to the same (see build_collector)
 
     def prime(self) -> None:
         """Take the baselines that the first published figures average from."""
@@ -66,29 +70,41 @@ class MetricsCollector:
             buffered=buffered,
             dropped=dropped,
         )
-        return NodeMetrics.model_validate(
-            {
-                **fields,
-                "node_id": self.node_id,
-                "timestamp": timestamp or utc_now(),
-                "cycle": cycle,
-                "interval_seconds": float(self.interval),
-                "agent": agent,
-            }
-        )
+        values = {
+            **fields,
+            "node_id": self.node_id,
+            "timestamp": timestamp or utc_now(),
+            "cycle": cycle,
+            "interval_seconds": float(self.interval),
+            "agent": agent,
+        }
+        node = build(NodeMetrics, values, self.problems, "node")
+        # Counted last, so that what building this very message mended is in it.
+        problems = dict(sorted(self.problems.snapshot().items())[:64])
+        return node.model_copy(update={"agent": agent.model_copy(update={"problems": problems})})
 
     def collect_container_metrics(self, timestamp: datetime | None = None, cycle: int = 0) -> ContainerMetricsBatch:
         """Every running container's figures; ``error`` says why the list is empty or partial."""
-        containers, error = self.containers.collect()
-        return ContainerMetricsBatch(
-            node_id=self.node_id, timestamp=timestamp or utc_now(), cycle=cycle, containers=containers, error=error
-        )
+        try:
+            containers, error = self.containers.collect()
+        except Exception as exc:  # a bug or a fault below the collector: this cycle has no containers
+            self.problems.count("containers_unreadable", f"{type(exc).__name__}: {exc}", with_traceback=True)
+            containers, error = [], f"container metrics failed: {type(exc).__name__}: {exc}"
+        values = {"node_id": self.node_id, "timestamp": timestamp or utc_now(), "cycle": cycle, "error": error}
+        return build(ContainerMetricsBatch, {**values, "containers": containers}, self.problems, "containers")
 
-    def collect(self) -> tuple[NodeMetrics, ContainerMetricsBatch]:
-        """One cycle: both messages with the same timestamp and cycle; the node message times the cycle."""
+    def collect(self) -> tuple[NodeMetrics | None, ContainerMetricsBatch]:
+        """One cycle: both messages with the same timestamp and cycle; the node message times the cycle.
+
+        The node message is None when a figure it cannot go without (CPU, memory) could not be read.
+        """
         started = time.monotonic()
         self.cycle += 1
         timestamp = utc_now()
         batch = self.collect_container_metrics(timestamp, self.cycle)
-        node = self.collect_node_metrics(timestamp, self.cycle, cycle_started=started)
+        try:
+            node = self.collect_node_metrics(timestamp, self.cycle, cycle_started=started)
+        except ValidationError as exc:
+            self.problems.count("node_skipped", str(exc).splitlines()[0])
+            node = None
         return node, batch

@@ -29,10 +29,12 @@ from typing import Any
 import docker
 import requests
 from docker.errors import DockerException, NotFound
+from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from agent import docker_stats
 from agent.cgroup_stats import CgroupLocation, CgroupReader, system_cpu_sample
+from agent.problems import Problems, build
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetrics
 
@@ -145,7 +147,9 @@ class ContainerCollector:
         concurrency: int = 0,
         client_factory: ClientFactory = default_client_factory,
         cgroups: CgroupReader | None = None,
+        problems: Problems | None = None,
     ) -> None:
+        self.problems = problems if problems is not None else Problems()
         self._timeout = timeout
         self._cgroups = cgroups
         self._system: tuple[int, int] = (0, 0)
@@ -305,6 +309,17 @@ class ContainerCollector:
         )
 
     def _sample(self, container: _Listed, inspect: bool, priming: bool) -> _Result:
+        """One container's figures; never raises (whatever goes wrong is that container's error)."""
+        try:
+            return self._sample_unguarded(container, inspect, priming)
+        except ValidationError as exc:  # figures the contract refuses and the problems rule cannot mend
+            self.problems.count("container_skipped", f"{container.name[:80]!r}: {str(exc).splitlines()[0]}")
+            return _Result(container.container_id, error="figures refused by the contract")
+        except Exception as exc:
+            self.problems.count("container_skipped", f"{container.name[:80]!r}: {exc}", with_traceback=True)
+            return _Result(container.container_id, error=f"{type(exc).__name__}: {_short_reason(exc)}")
+
+    def _sample_unguarded(self, container: _Listed, inspect: bool, priming: bool) -> _Result:
         container_id = container.container_id
         known = self._known.get(container_id)
         api = self._client.api if self._client is not None else None
@@ -339,23 +354,24 @@ class ContainerCollector:
             baseline = {**baseline, "cpu_usage": {"total_usage": 0}}  # a restarted container's cgroup counts from 0
             details = replace(details, inspected_at=0.0)  # new first process: look again next cycle
         figures = docker_stats.figures(stats, baseline)
-        metrics = ContainerMetrics(
-            container_id=container_id,
-            container_name=container.name,
-            image=container.image,
-            state=container.state,
-            health=container.health,
-            restart_count=details.restart_count,
-            pids=figures.pids,
-            cpu_percent=figures.cpu_percent,
-            memory_percent=figures.memory_percent,
-            memory_usage_mb=figures.memory_used_bytes / docker_stats.MIB,
-            memory_limit_mb=figures.memory_limit_bytes / docker_stats.MIB,
-            network_rx_bytes=figures.network_rx_bytes,
-            network_tx_bytes=figures.network_tx_bytes,
-            block_read_bytes=figures.block_read_bytes,
-            block_write_bytes=figures.block_write_bytes,
-        )
+        values = {
+            "container_id": container_id,
+            "container_name": container.name,
+            "image": container.image,
+            "state": container.state,
+            "health": container.health,
+            "restart_count": details.restart_count,
+            "pids": figures.pids,
+            "cpu_percent": figures.cpu_percent,
+            "memory_percent": figures.memory_percent,
+            "memory_usage_mb": figures.memory_used_bytes / docker_stats.MIB,
+            "memory_limit_mb": figures.memory_limit_bytes / docker_stats.MIB,
+            "network_rx_bytes": figures.network_rx_bytes,
+            "network_tx_bytes": figures.network_tx_bytes,
+            "block_read_bytes": figures.block_read_bytes,
+            "block_write_bytes": figures.block_write_bytes,
+        }
+        metrics = build(ContainerMetrics, values, self.problems, f"container {container.name[:80]!r}")
         remembered = _Known(cpu_stats, container.state, container.health, details) if sampled else None
         return _Result(container_id, metrics=metrics, known=remembered)
 

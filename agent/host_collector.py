@@ -10,6 +10,7 @@ from typing import Any
 import psutil
 
 from agent import procfs, sysfs
+from agent.problems import Problems
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,9 @@ class HostPaths:
 class HostCollector:
     """Reads node-level figures; CPU % averages the whole interval since the previous call."""
 
-    def __init__(self, paths: HostPaths) -> None:
+    def __init__(self, paths: HostPaths, problems: Problems | None = None) -> None:
         self.paths = paths
+        self.problems = problems if problems is not None else Problems()
         psutil.PROCFS_PATH = str(paths.proc)
         self._cpu_total = psutil.cpu_times()
         self._cpu_cores = psutil.cpu_times(percpu=True)
@@ -66,7 +68,27 @@ class HostCollector:
         self._cpu_cores = psutil.cpu_times(percpu=True)
 
     def collect(self) -> dict[str, Any]:
-        """Node figures as NodeMetrics fields (without node_id, timestamp and agent)."""
+        """Node figures as NodeMetrics fields (without node_id, timestamp and agent).
+
+        Each source is read on its own: one that raises is counted in ``problems`` as
+        ``<source>_unreadable`` and its fields are left out (null), the others are published.
+        """
+        fields: dict[str, Any] = {"memory_cgroup_enabled": self._memory_cgroup}
+        for source, read in (
+            ("cpu", self._cpu),
+            ("memory", self._memory),
+            ("disk", self._disk),
+            ("network", self._network),
+            ("load", self._load),
+            ("sensors", self._sensor_readings),
+        ):
+            try:
+                fields.update(read())
+            except Exception as exc:
+                self.problems.count(f"{source}_unreadable", f"{type(exc).__name__}: {exc}", with_traceback=True)
+        return fields
+
+    def _cpu(self) -> dict[str, Any]:
         # Both lines are read: the kernel rounds each line of /proc/stat to ticks on its own, so the
         # ``cpu`` line is not the sum of the ``cpuN`` lines (a 0.75 % interval reads 0.50 % summed).
         total = psutil.cpu_times()
@@ -74,24 +96,13 @@ class HostCollector:
         cpu_percent = procfs.busy_percent(self._cpu_total, total)
         per_core = [procfs.busy_percent(before, after) for before, after in zip(self._cpu_cores, cores, strict=False)]
         self._cpu_total, self._cpu_cores = total, cores
+        return {"cpu_percent": cpu_percent, "cpu_per_core": per_core, "cpu_count": len(cores)}
 
+    def _memory(self) -> dict[str, Any]:
         memory = psutil.virtual_memory()
         used = memory.total - memory.available
         swap = psutil.swap_memory()
-        disk = psutil.disk_usage(str(self.paths.disk))
-        sent, recv = procfs.network_totals(_read_text(self.paths.net_dev) or "")
-        loads = _optional(procfs.parse_loadavg, _read_text(self.paths.proc / "loadavg"))
-        uptime = _optional(procfs.parse_uptime, _read_text(self.paths.proc / "uptime"))
-
         return {
-            "cpu_percent": cpu_percent,
-            "cpu_per_core": per_core,
-            "cpu_count": len(cores),
-            "cpu_freq_mhz": self._sensors.cpu_freq_mhz(),
-            "load_1": loads[0] if loads else None,
-            "load_5": loads[1] if loads else None,
-            "load_15": loads[2] if loads else None,
-            "uptime_seconds": uptime,
             "memory_percent": used / memory.total * 100.0 if memory.total else 0.0,
             "memory_used_mb": used / MIB,
             "memory_total_mb": memory.total / MIB,
@@ -99,14 +110,40 @@ class HostCollector:
             "swap_percent": swap.used / swap.total * 100.0 if swap.total else 0.0,
             "swap_used_mb": swap.used / MIB,
             "swap_total_mb": swap.total / MIB,
+        }
+
+    def _disk(self) -> dict[str, Any]:
+        disk = psutil.disk_usage(str(self.paths.disk))
+        return {
             "disk_percent": disk.used / (disk.used + disk.free) * 100.0 if disk.used + disk.free else 0.0,
             "disk_used_gb": disk.used / GIB,
             "disk_total_gb": disk.total / GIB,
-            "network_bytes_sent": sent,
-            "network_bytes_recv": recv,
+        }
+
+    def _network(self) -> dict[str, Any]:
+        text = self.paths.net_dev.read_text(encoding="ascii", errors="replace")
+        sent, recv = procfs.network_totals(text, self._physical)
+        return {"network_bytes_sent": sent, "network_bytes_recv": recv}
+
+    def _physical(self, interface: str) -> bool:
+        """Counted in the node's totals: a device behind it, by sysfs; by name where sysfs cannot say."""
+        physical = sysfs.physical_interface(self.paths.sys, interface)
+        return procfs.is_counted_interface(interface) if physical is None else physical
+
+    def _load(self) -> dict[str, Any]:
+        loads = _optional(procfs.parse_loadavg, _read_text(self.paths.proc / "loadavg"))
+        return {
+            "load_1": loads[0] if loads else None,
+            "load_5": loads[1] if loads else None,
+            "load_15": loads[2] if loads else None,
+            "uptime_seconds": _optional(procfs.parse_uptime, _read_text(self.paths.proc / "uptime")),
+        }
+
+    def _sensor_readings(self) -> dict[str, Any]:
+        return {
+            "cpu_freq_mhz": self._sensors.cpu_freq_mhz(),
             "temperature_c": self._sensors.temperature_c(),
             "under_voltage": self._sensors.under_voltage(),
-            "memory_cgroup_enabled": self._memory_cgroup,
         }
 
 

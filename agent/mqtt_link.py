@@ -7,6 +7,12 @@ acknowledges it. While the broker is away messages accumulate (oldest dropped fi
 limit); after every (re)connect the outbox is replayed from its oldest message, in order. paho's
 own retransmission is switched off (``drop_out_messages`` in ``on_connect``), so the outbox is the
 single source of truth.
+
+The outbox is bounded in messages and in payload bytes; replay is paced (``send_rate`` messages
+per second on average, bursts of ``max_inflight``) so that an hour of backlog does not arrive at
+the control plane as a flood its per-node rate limit would refuse. Any exception while one event
+is handled is counted and logged (with its traceback, once a minute) and the loop goes on; the
+threads are ours (``threads``) so that the program can watch them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from common.cli import RateLimitedLog
+from common.rate import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +66,15 @@ class MqttLink:
         online: Callable[[], tuple[str, bytes]],
         offline: Callable[[], tuple[str, bytes]],
         max_inflight: int = 20,
+        buffer_bytes: int = 32 * 2**20,
+        send_rate: float = 25.0,
     ) -> None:
         self._config = config
         self._capacity = buffer_size
+        self._capacity_bytes = buffer_bytes
+        self._bytes = 0
+        self._pace = TokenBucket(send_rate, float(max_inflight))
+        self.errors = 0
         self._online = online
         self._offline = offline
         self._window = max_inflight
@@ -76,6 +89,7 @@ class MqttLink:
         self._unreachable = False
         self._rejections = RateLimitedLog(log, period=60.0)
         self._sender = threading.Thread(target=self._run, name="otto-mqtt-sender", daemon=True)
+        self._network = threading.Thread(target=self._network_loop, name="otto-mqtt-network", daemon=True)
         self._done = threading.Event()
 
         client = mqtt.Client(
@@ -99,7 +113,11 @@ class MqttLink:
         """Connect in the background (retrying forever with exponential backoff) and start sending."""
         self._sender.start()
         self._client.connect_async(self._config.host, self._config.port, self._config.keepalive, clean_start=True)
-        self._client.loop_start()
+        self._network.start()
+
+    def _network_loop(self) -> None:
+        # What loop_start() does, in a thread of ours that the program can watch.
+        self._client.loop_forever(retry_first_connection=True)
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Queue a QoS 1 message; it is sent as soon as the broker is reachable."""
@@ -113,6 +131,20 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def threads(self) -> dict[str, threading.Thread]:
+        """The link's threads by role, for a supervisor."""
+        return {"mqtt sender": self._sender, "mqtt network": self._network}
+
+    @property
+    def sender_alive(self) -> bool:
+        return self._sender.is_alive()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Payload bytes of the messages not yet acknowledged."""
+        return self._bytes
 
     @property
     def buffered(self) -> int:
@@ -150,53 +182,71 @@ class MqttLink:
         deadline: float | None = None
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._connected and self._unsent and len(self._inflight) < self._window:
+                paced = self._pace.wait(time.monotonic())  # replay waiting for its pace
+                timeout = paced if timeout is None else min(timeout, paced)
             try:
-                event = self._events.get(timeout=timeout)
+                event: tuple[Any, ...] = self._events.get(timeout=timeout)
             except queue.Empty:
-                break
-            kind = event[0]
-            if kind == "publish":
-                self._enqueue(event[1])
-            elif kind == "ack":
-                self._acknowledged(event[1], event[2], event[3])
-            elif kind == "connected":
-                self._handle_connected()
-            elif kind == "disconnected":
-                self._handle_disconnected(event[1])
-            elif kind == "refused":
-                if self._refusal != event[1]:
-                    log.warning("broker refused the connection: %s; retrying with backoff", event[1])
-                self._refusal = event[1]
-            elif kind == "unreachable":
-                if not self._unreachable:
-                    log.warning(
-                        "broker unreachable at %s:%d; buffering, retrying with backoff",
-                        self._config.host,
-                        self._config.port,
-                    )
-                self._unreachable = True
-            elif kind == "close":
-                deadline = event[1]
-            self._pump()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                event = ("tick",)
+            try:
+                self._handle(event)
+                if event[0] == "close":
+                    deadline = event[1]
+                self._pump()
+            except Exception:  # a bug: count it, say where, keep sending
+                self.errors += 1
+                self._rejections.exception("sender", "the MQTT sender raised while handling %r; continuing", event[0])
             if deadline is not None and (not self._connected or self.buffered == 0):
                 break
         self._shutdown(deadline)
 
+    def _handle(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "publish":
+            self._enqueue(event[1])
+        elif kind == "ack":
+            self._acknowledged(event[1], event[2], event[3])
+        elif kind == "connected":
+            self._handle_connected()
+        elif kind == "disconnected":
+            self._handle_disconnected(event[1])
+        elif kind == "refused":
+            if self._refusal != event[1]:
+                log.warning("broker refused the connection: %s; retrying with backoff", event[1])
+            self._refusal = event[1]
+        elif kind == "unreachable":
+            if not self._unreachable:
+                log.warning(
+                    "broker unreachable at %s:%d; buffering, retrying with backoff",
+                    self._config.host,
+                    self._config.port,
+                )
+            self._unreachable = True
+
     def _enqueue(self, message: _Message) -> None:
-        if self.buffered >= self._capacity:
+        size = len(message.payload)
+        while self.buffered and (self.buffered >= self._capacity or self._bytes + size > self._capacity_bytes):
             if self._inflight:
                 oldest = min(self._inflight, key=lambda mid: self._inflight[mid][0])
-                del self._inflight[oldest]
+                self._bytes -= len(self._inflight.pop(oldest)[1].payload)
             else:
-                self._unsent.popleft()
+                self._bytes -= len(self._unsent.popleft().payload)
             self._dropped += 1
             if self._dropped_in_outage == 0:
-                log.warning("outbox full (%d messages): dropping the oldest", self._capacity)
+                log.warning(
+                    "outbox full (%d messages, %d bytes): dropping the oldest", self._capacity, self._capacity_bytes
+                )
             self._dropped_in_outage += 1
         self._unsent.append(message)
+        self._bytes += size
 
     def _pump(self) -> None:
         while self._connected and self._unsent and len(self._inflight) < self._window:
+            if not self._pace.take(time.monotonic()):
+                return  # the loop wakes when the pace allows the next one
             message = self._unsent[0]
             info = self._client.publish(message.topic, message.payload, qos=1, retain=message.retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -207,6 +257,8 @@ class MqttLink:
 
     def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
         sent = self._inflight.pop(mid, None)
+        if sent is not None:
+            self._bytes -= len(sent[1].payload)
         if sent is not None and failed:
             self._rejections.warning("rejected", "broker rejected a message on %s: %s", sent[1].topic, reason)
 
@@ -246,5 +298,6 @@ class MqttLink:
         except (RuntimeError, ValueError, OSError) as exc:
             log.warning("could not publish the offline status: %s", exc)
         finally:
-            self._client.loop_stop()
+            if self._network.is_alive():
+                self._network.join(2.0)  # disconnect() ends loop_forever
             self._done.set()

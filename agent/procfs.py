@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-#: Interfaces left out of node network totals: loopback and container plumbing, whose traffic is
-#: either local or already counted on the physical interface it leaves by.
+#: Where sysfs cannot say (another network namespace's sysfs), interfaces left out by name:
+#: loopback, container plumbing and tunnels, whose traffic is local or also crosses a physical one.
 EXCLUDED_INTERFACES = frozenset({"lo"})
-EXCLUDED_INTERFACE_PREFIXES = ("veth", "docker", "br-")
+EXCLUDED_INTERFACE_PREFIXES = ("veth", "docker", "br-", "wg", "tailscale", "tun", "tap", "cni", "flannel", "vxlan")
 
 
 def is_counted_interface(name: str) -> bool:
-    """True for interfaces whose traffic counts toward the node's network totals."""
+    """By name only: True for interfaces whose traffic counts toward the node's network totals."""
     return name not in EXCLUDED_INTERFACES and not name.startswith(EXCLUDED_INTERFACE_PREFIXES)
 
 
@@ -29,11 +30,11 @@ def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
     return counters
 
 
-def network_totals(text: str) -> tuple[int, int]:
-    """(bytes sent, bytes received) summed over counted interfaces of a net/dev file."""
+def network_totals(text: str, counted: Callable[[str], bool] = is_counted_interface) -> tuple[int, int]:
+    """(bytes sent, bytes received) summed over the interfaces of a net/dev file that ``counted`` accepts."""
     sent = recv = 0
     for name, (rx, tx) in parse_net_dev(text).items():
-        if is_counted_interface(name):
+        if counted(name):
             recv += rx
             sent += tx
     return sent, recv

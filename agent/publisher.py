@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from agent.collector import MetricsCollector
 from agent.heartbeat import Heartbeat
@@ -37,8 +38,11 @@ class MetricsPublisher:
         self._stop_requested_at: float | None = None
         self._late = RateLimitedLog(log, period=300.0)
 
-    def start(self) -> None:
-        """Run until ``stop()``: connect, prime, then collect and publish on every tick."""
+    def start(self, on_stopping: Callable[[], None] = lambda: None) -> None:
+        """Run until ``stop()``: connect, prime, then collect and publish on every tick.
+
+        ``on_stopping`` is called when the loop ends, before the link is closed on purpose.
+        """
         self.link.start()
         self.collector.prime()
         self._beat()
@@ -46,9 +50,13 @@ class MetricsPublisher:
         containers_topic = container_metrics_topic(self.collector.node_id)
         next_tick = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
-            node, batch = self.collector.collect()
-            self.link.publish(node_topic, to_payload(node))
-            self.link.publish(containers_topic, to_payload(batch))
+            try:
+                node, batch = self.collector.collect()
+                if node is not None:
+                    self.link.publish(node_topic, to_payload(node))
+                self.link.publish(containers_topic, to_payload(batch))
+            except Exception as exc:  # a bug: this cycle is lost, the next one runs on schedule
+                self.collector.problems.count("cycle_failed", f"{type(exc).__name__}: {exc}", with_traceback=True)
             self._beat()
             next_tick += self.interval
             late = time.monotonic() - next_tick
@@ -58,6 +66,7 @@ class MetricsPublisher:
                     "late", "collection took longer than the %gs interval; skipped %d tick(s)", self.interval, missed
                 )
                 next_tick += missed * self.interval
+        on_stopping()
         spent = time.monotonic() - (self._stop_requested_at or time.monotonic())
         self.link.close(timeout=max(0.5, SHUTDOWN_BUDGET - spent))
         self.collector.containers.close()
@@ -69,5 +78,6 @@ class MetricsPublisher:
         self._stop.set()
 
     def _beat(self) -> None:
-        if self.heartbeat is not None:
+        # The healthcheck's heartbeat stands for both loops: collection (here) and the MQTT sender.
+        if self.heartbeat is not None and self.link.sender_alive:
             self.heartbeat.beat()

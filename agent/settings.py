@@ -23,7 +23,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 class AgentSettings(MqttSettings):
     """Every setting of the agent, read from ``OTTO_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="OTTO_", case_sensitive=False, extra="ignore")
+    # An empty variable is unset: Compose's ${VAR:-} passes "" for a line left out of .env.
+    model_config = SettingsConfigDict(env_prefix="OTTO_", case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
     node_id: NodeId | None = Field(
         None, description="Node id in topics; default the host's hostname (letters, digits, - _ .)."
@@ -35,6 +36,12 @@ class AgentSettings(MqttSettings):
     mqtt_keepalive: int = Field(30, ge=5, le=3600)
     buffer_size: int | None = Field(
         None, ge=1, le=1_000_000, description="Messages kept while the broker is away; default one hour."
+    )
+    buffer_bytes: int = Field(
+        32 * 2**20, ge=2**16, le=2**31, description="Payload bytes kept while the broker is away (oldest dropped)."
+    )
+    replay_rate: float = Field(
+        25.0, gt=0, le=10_000, description="Messages per second at most when replaying the buffer after an outage."
     )
     docker_timeout: int = Field(4, ge=1, le=60, description="Timeout of one Docker API call, seconds.")
     docker_concurrency: int = Field(0, ge=0, le=256, description="Parallel stats calls; 0 = automatic.")

@@ -60,6 +60,17 @@ class Sensors:
         return sum(values) / len(values) / 1000.0 if values else None
 
 
+def physical_interface(sys_root: Path, name: str) -> bool | None:
+    """Whether a network interface has a device behind it (NIC, Wi-Fi, USB); None if sysfs does not list it.
+
+    Virtual interfaces (loopback, bridges, veth, WireGuard, tun/tap, VXLAN) have no ``device``.
+    """
+    interface = sys_root / "class" / "net" / name
+    if "/" in name or not interface.is_dir():
+        return None
+    return (interface / "device").exists()
+
+
 def memory_cgroup_enabled(sys_root: Path, proc_root: Path) -> bool | None:
     """Whether the kernel's memory cgroup controller is enabled.
 

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.fleet import CONTEXT, Plan, collect, receive_raw, start_publishers
 from contract import ContainerMetricsBatch, NodeMetrics
-from subscriber.consumer import BrokerConfig, MetricsSubscriber
+from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
 from subscriber.prometheus import SubscriberCounters
 from subscriber.state import FleetState, NodeView
 from subscriber.store import SqliteHistoryStore, Written
@@ -34,8 +34,8 @@ SIMULATED_NODES = 100
 class TimedStore(SqliteHistoryStore):
     """The real store, noting when each message's rows were committed."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, durable: bool = True) -> None:
+        super().__init__(path, durable=durable)
         self.committed = 0
         self.last_commit = 0.0
         self.latencies: list[float] | None = None
@@ -91,24 +91,34 @@ def run(
         raw_start = min(r["start"] for r in reports)
         raw_rate = raw["received"] / (raw["last"] - raw_start)
 
-        # 2. The subscriber on the same burst.
-        store = TimedStore(workdir / "ingest.db")
-        subscriber = MetricsSubscriber(
-            BrokerConfig(broker.host, broker.port, "controlplane", broker.password("controlplane"), "bench-subscriber"),
-            FleetState(3.0),
-            store,
-            SubscriberCounters(CollectorRegistry()),
-            log_messages=False,
-        )
-        subscriber.start()
-        _wait(lambda: subscriber.connected, 30)
-        time.sleep(1)
-        processes, results = start_publishers(_plans(broker, publishers, schedule="burst", cycles=cycles))
-        reports = collect(processes, results)
-        start = min(r["start"] for r in reports)
-        _wait(lambda: store.committed >= total, 300)
-        handled, sub_rate = store.committed, store.committed / (store.last_commit - start)
-        published = sum(r["acked"] for r in reports)
+        # 2. The subscriber on the same burst: first without fsync at commit (synchronous=NORMAL,
+        # as before "acknowledged means on disk"), then as shipped, to measure what durability costs.
+        def burst(durable: bool) -> tuple[MetricsSubscriber, TimedStore, int, float, int]:
+            store = TimedStore(workdir / f"ingest-{'full' if durable else 'normal'}.db", durable=durable)
+            subscriber = MetricsSubscriber(
+                BrokerConfig(
+                    broker.host, broker.port, "controlplane", broker.password("controlplane"), "bench-subscriber"
+                ),
+                FleetState(3.0),
+                store,
+                SubscriberCounters(CollectorRegistry()),
+                log_messages=False,
+                limits=Limits(node_rate=0.0),  # a burst of simulated nodes: measure the ceiling, not the limit
+            )
+            subscriber.start()
+            _wait(lambda: subscriber.connected, 30)
+            time.sleep(1)
+            processes, results = start_publishers(_plans(broker, publishers, schedule="burst", cycles=cycles))
+            reports = collect(processes, results)
+            start = min(r["start"] for r in reports)
+            _wait(lambda: store.committed >= total, 300)
+            published = sum(r["acked"] for r in reports)
+            return subscriber, store, store.committed, store.committed / (store.last_commit - start), published
+
+        subscriber, store, _, normal_rate, _ = burst(durable=False)
+        subscriber.stop()
+        store.close()
+        subscriber, store, handled, sub_rate, published = burst(durable=True)
 
         # 3. Latency at a fixed rate.
         store.latencies = []
@@ -137,6 +147,8 @@ def run(
         "lost": published - handled,
         "subscriber_rate_per_s": sub_rate,
         "subscriber_vs_raw": sub_rate / raw_rate,
+        "subscriber_rate_without_fsync_per_s": normal_rate,
+        "durable_vs_without_fsync": sub_rate / normal_rate,
         "latency_rate_per_s": latency_rate,
         "latency_messages": len(latencies),
         "latency_lost": expected - (store.committed - before),

@@ -73,6 +73,11 @@ class AgentStats(WireModel):
     cpu_percent: NonNegative = Field(description="Agent CPU time over the last interval, percent of one core.")
     buffered: Counter = Field(description="Messages waiting for the broker to acknowledge them.")
     dropped: Counter = Field(description="Messages discarded since start because the buffer was full (oldest first).")
+    problems: dict[Annotated[str, StringConstraints(max_length=64)], Counter] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Readings truncated, nulled or skipped since start, by kind (see the agent's problems rule).",
+    )
 
 
 class NodeMetrics(NodeMessage):
@@ -103,16 +108,20 @@ class NodeMetrics(NodeMessage):
     swap_used_mb: NonNegative | None = Field(None, description="SwapTotal - SwapFree, MiB.")
     swap_total_mb: NonNegative | None = Field(None, description="SwapTotal, MiB.")
 
-    disk_percent: Percent = Field(
-        description="Root filesystem used / (used + available to users), percent, as df shows it."
+    disk_percent: Percent | None = Field(
+        None,
+        description="Root filesystem used / (used + available to users), percent, as df shows it; "
+        "null if it cannot be read.",
     )
-    disk_used_gb: NonNegative = Field(description="Root filesystem used space, GiB.")
-    disk_total_gb: NonNegative = Field(description="Root filesystem size, GiB.")
+    disk_used_gb: NonNegative | None = Field(None, description="Root filesystem used space, GiB.")
+    disk_total_gb: NonNegative | None = Field(None, description="Root filesystem size, GiB.")
 
-    network_bytes_sent: Counter = Field(
-        description="Bytes sent since boot over physical interfaces (excluding lo, veth*, docker*, br-*), bytes."
+    network_bytes_sent: Counter | None = Field(
+        None,
+        description="Bytes sent since boot over physical interfaces (those with a device in sysfs), bytes; "
+        "null if the counters cannot be read.",
     )
-    network_bytes_recv: Counter = Field(description="Bytes received since boot over the same interfaces, bytes.")
+    network_bytes_recv: Counter | None = Field(None, description="Bytes received since boot over the same, bytes.")
 
     temperature_c: float | None = Field(
         None, ge=-273.15, le=1000.0, description="SoC temperature, degrees Celsius; null if no sensor."

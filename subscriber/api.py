@@ -42,6 +42,9 @@ class NodeSummary(BaseModel):
     under_voltage: bool | None
     memory_cgroup_enabled: bool | None
     containers: int | None = Field(description="Containers in the latest batch.")
+    clock_skew_seconds: float | None = Field(
+        description="How far the node's clock was ahead (negative: behind) when its latest metrics arrived."
+    )
 
 
 class NodeDetail(BaseModel):
@@ -53,6 +56,7 @@ class NodeDetail(BaseModel):
     metrics: NodeMetrics | None
     containers: ContainerMetricsBatch | None
     node_status: NodeStatus | None = Field(description="The node's last status message (retained or last will).")
+    clock_skew_seconds: float | None = Field(description="As in the node list.")
 
 
 class Point(BaseModel):
@@ -142,6 +146,7 @@ def create_app(
                     under_voltage=m.under_voltage if m else None,
                     memory_cgroup_enabled=m.memory_cgroup_enabled if m else None,
                     containers=len(view.containers.containers) if view.containers else None,
+                    clock_skew_seconds=view.clock_skew,
                 )
             )
         return summaries
@@ -156,6 +161,7 @@ def create_app(
             metrics=view.metrics,
             containers=view.containers,
             node_status=view.status,
+            clock_skew_seconds=view.clock_skew,
         )
 
     @app.get("/api/nodes/{node_id}/history", summary="Time series of one field, for the node or one container")

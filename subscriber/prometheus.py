@@ -92,8 +92,8 @@ NODE_FIGURES = [
     _Figure("otto_node_memory_percent", "Memory used, percent.", lambda m: m.memory_percent),
     _Figure("otto_node_swap_used_bytes", "Swap used.", lambda m: _scaled(m.swap_used_mb, MIB)),
     _Figure("otto_node_swap_total_bytes", "Swap size.", lambda m: _scaled(m.swap_total_mb, MIB)),
-    _Figure("otto_node_disk_used_bytes", "Root filesystem used.", lambda m: m.disk_used_gb * GIB),
-    _Figure("otto_node_disk_total_bytes", "Root filesystem size.", lambda m: m.disk_total_gb * GIB),
+    _Figure("otto_node_disk_used_bytes", "Root filesystem used.", lambda m: _scaled(m.disk_used_gb, GIB)),
+    _Figure("otto_node_disk_total_bytes", "Root filesystem size.", lambda m: _scaled(m.disk_total_gb, GIB)),
     _Figure("otto_node_disk_percent", "Root filesystem used, percent (as df).", lambda m: m.disk_percent),
     _Figure(
         "otto_node_network_transmit_bytes",

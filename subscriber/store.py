@@ -113,8 +113,10 @@ class HistoryStore(Protocol):
 class SqliteHistoryStore:
     """HistoryStore on one SQLite file in WAL mode. One writer thread; any number of reader threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, durable: bool = True) -> None:
+        """``durable=False`` (synchronous=NORMAL) exists only for the benchmark that prices durability."""
         self.path = path
+        self._synchronous = "FULL" if durable else "NORMAL"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._writer = self._connect()
@@ -123,7 +125,7 @@ class SqliteHistoryStore:
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute(f"PRAGMA synchronous={self._synchronous}")
         connection.execute("PRAGMA busy_timeout=10000")
         return connection
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.support.broker import Broker, start_broker
 from tests.support.hostile import LIMIT, hostile_batch
 from tests.support.load import wait_until
 from tests.support.messages import node_metrics
-from tests.support.mqtt import Publisher
+from tests.support.mqtt import Publisher, connect
 from tests.support.subscriber_process import SubscriberProcess
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -94,3 +95,57 @@ def test_hostile_traffic_through_the_broker(tmp_path: Path) -> None:
         finally:
             publisher.close()
             assert subscriber.stop() == 0
+
+
+def test_one_node_flooding_does_not_delay_the_others(broker: Broker, tmp_path: Path) -> None:
+    """A broken or hostile node sends as fast as it can; another's messages keep arriving within 2 s."""
+    subscriber = SubscriberProcess(broker, tmp_path).start()
+    flood = connect(broker, "node-a")
+    quiet = Publisher(broker, "node-b")
+    stop = threading.Event()
+    flooded = [0]
+
+    def flood_loop() -> None:
+        # 2,000 messages a second, 40 times node-a's limit: a broken agent in a loop. (Unpaced, this
+        # test's own Python publisher would take a core of the two this machine has, and slow the
+        # broker and everyone; a network peer flooding faster than a broker can take is the
+        # broker's problem, not one a subscriber can solve.)
+        payload = to_payload(node_metrics("node-a"))
+        start = time.monotonic()
+        while not stop.is_set():
+            flood.publish(node_metrics_topic("node-a"), payload, qos=flooded[0] % 2)
+            flooded[0] += 1
+            time.sleep(max(0.0, start + flooded[0] / 2000 - time.monotonic()))
+
+    flooder = threading.Thread(target=flood_loop, daemon=True)
+    delays = []
+    try:
+        flooder.start()
+        time.sleep(1.0)
+        for cycle in range(1, 11):
+            sent = time.monotonic()
+            quiet.publish(
+                node_metrics_topic("node-b"), to_payload(node_metrics("node-b", at=datetime.now(UTC), cycle=cycle))
+            )
+
+            def arrived(expected: int = cycle) -> bool:
+                detail = subscriber.get("/api/nodes/node-b") if len(subscriber.get("/api/nodes")) > 1 else None
+                return bool(detail and detail["metrics"] and detail["metrics"]["cycle"] == expected)
+
+            wait_until(arrived, timeout=2.0, every=0.05)
+            delays.append(time.monotonic() - sent)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - sent)))
+        stop.set()
+        flooder.join(10)
+        assert flooded[0] > 15_000  # it really was a flood (50 msg/s is node-a's limit)
+        limited = subscriber.metric("otto_subscriber_messages_rejected_total", reason="rate_limited") or 0
+        assert limited > 0.5 * flooded[0] - 1_000
+        assert max(delays) < 2.0, delays
+        assert subscriber.get("/healthz")["status"] == "ok"
+        assert subscriber.logs().count("rate_limited") <= 2  # one line a minute, not one a message
+    finally:
+        stop.set()
+        flood.disconnect()
+        flood.loop_stop()
+        quiet.close()
+        assert subscriber.stop() == 0

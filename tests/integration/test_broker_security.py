@@ -30,6 +30,9 @@ def test_anonymous_and_wrong_passwords_are_refused(broker: Broker) -> None:
         ("node-a", "otto/nodes/node-b/status"),
         ("node-a", "otto/other"),  # outside otto/nodes/<itself>/
         ("node-a", "otto/nodes"),
+        ("node-a", "otto/nodes/node-a/anything"),  # under its prefix, but not a topic an agent publishes
+        ("node-a", "otto/nodes/node-a/metrics/node/extra"),
+        ("node-a", "otto/nodes/node-a"),
         ("controlplane", "otto/nodes/node-a/metrics/node"),  # the control plane only reads
     ],
 )

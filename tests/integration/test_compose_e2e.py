@@ -155,3 +155,5 @@ def test_compose_files_are_valid_from_a_fresh_clone(compose_file: str, tmp_path:
     for name, service in services.items():
         assert service.get("read_only") is True, name
         assert service.get("cap_drop") == ["ALL"], name
+        # A setting left out of .env is unset in the container (null here), never an empty string.
+        assert "" not in (service.get("environment") or {}).values(), name

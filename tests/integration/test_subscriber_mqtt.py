@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -146,9 +147,10 @@ def test_messages_published_while_stopped_are_all_there_after_restart(broker: Br
 
 
 def test_history_survives_restart_and_retention_prunes(broker: Broker, tmp_path: Path) -> None:
-    subscriber = SubscriberProcess(broker, tmp_path, retention="1d").start()
+    # Samples already older than the retention are never stored, so "old" ages past it while stopped.
+    subscriber = SubscriberProcess(broker, tmp_path, retention="30s").start()
     publisher = Publisher(broker, "node-a")
-    old, recent = now() - timedelta(days=2), now() - timedelta(seconds=30)
+    old, recent = now() - timedelta(seconds=20), now() - timedelta(seconds=1)
     try:
         publisher.publish(
             container_metrics_topic("node-a"), to_payload(container_batch(at=old, containers=[container("db")]))
@@ -159,8 +161,9 @@ def test_history_survives_restart_and_retention_prunes(broker: Broker, tmp_path:
         db = tmp_path / "history.db"
         wait_until(lambda: rows(db, "node_samples", "node-a") == 2)
         assert subscriber.stop() == 0
+        time.sleep(max(0.0, (old + timedelta(seconds=31) - now()).total_seconds()))
         # Restarted: the live picture and the history are back before any new message arrives,
-        # and the retention pass (a few seconds after start) removes the samples older than a day.
+        # and the retention pass (a few seconds after start) removes the samples older than 30 s.
         subscriber.start()
         assert subscriber.get("/api/nodes")[0]["node_id"] == "node-a"
         wait_until(lambda: rows(db, "node_samples", "node-a") == 1, timeout=30)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,28 @@ def test_once_on_fixture_host_without_docker_or_broker(tmp_path: Path) -> None:
     assert "cgroup_enable=memory" in result.stderr  # the one warning that says how to fix it
     assert result.stderr.count("cgroup_enable=memory") == 1
     assert json.loads(lines[0])["schema"] == 1
+
+
+def test_a_variable_left_empty_is_unset(tmp_path: Path) -> None:
+    """compose.rpi.yaml passes OTTO_NODE_ID="" when .env leaves it out: the hostname must be used."""
+    result = run_agent(
+        "--once",
+        "--interval",
+        "0.2",
+        OTTO_NODE_ID="",
+        OTTO_MQTT_USERNAME="",
+        OTTO_HOST_ROOT=str(HOSTS / "rpi4-bookworm"),
+        DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock",
+    )
+    assert result.returncode == 0, result.stderr
+    assert NodeMetrics.model_validate_json(result.stdout.splitlines()[0]).node_id == "pi-kitchen"
+
+
+def test_the_version_is_the_build_s_else_the_package_s() -> None:
+    """An image built with --build-arg VERSION=1.4.2 reports 1.4.2 (its ENV OTTO_BUILD_VERSION)."""
+    assert run_agent("--version", OTTO_BUILD_VERSION="1.4.2").stdout.strip() == "otto-agent 1.4.2"
+    assert run_program("subscriber", "--version", OTTO_BUILD_VERSION="1.4.2").stdout.strip() == "otto-subscriber 1.4.2"
+    assert run_agent("--version").stdout.strip() == f"otto-agent {metadata.version('otto-metrics')}"
 
 
 def test_password_file_is_read(tmp_path: Path) -> None:

@@ -11,7 +11,10 @@ import psutil
 import pytest
 
 from agent import procfs, sysfs
+from agent.collector import MetricsCollector
+from agent.container_collector import ContainerCollector
 from agent.host_collector import GIB, HostCollector, HostPaths
+from agent.problems import Problems
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 PI = HOSTS / "rpi4-bookworm"
@@ -51,10 +54,28 @@ def test_net_dev_excludes_loopback_and_container_interfaces() -> None:
     text = (PI / "proc" / "1" / "net" / "dev").read_text()
     parsed = procfs.parse_net_dev(text)
     assert parsed["eth0"] == (1234567890, 98765432)
-    assert set(parsed) == {"lo", "eth0", "wlan0", "docker0", "veth0a1b2c3", "br-0123456789ab"}
-    sent, recv = procfs.network_totals(text)
+    assert set(parsed) == {
+        "lo", "eth0", "wlan0", "docker0", "veth0a1b2c3", "br-0123456789ab", "wg0", "tailscale0", "cni0", "vxlan.calico",
+    }  # fmt: skip
+    sent, recv = procfs.network_totals(text)  # by name: as where sysfs cannot say
     assert recv == 1234567890 + 5000  # eth0 + wlan0 only
     assert sent == 98765432 + 6000
+
+
+def test_node_network_counts_interfaces_with_a_device_behind_them(tmp_path: Path) -> None:
+    """VPN and overlay interfaces (WireGuard, Tailscale, CNI, VXLAN) carry traffic that also crosses eth0."""
+    root = host_copy(PI, tmp_path)
+    net = root / "sys/class/net"
+    # A USB Ethernet adapter whose name no prefix list knows, and a virtual one named like a NIC.
+    (net / "enx00e04c680001/device").mkdir(parents=True)
+    (net / "eth1").mkdir()
+    with (root / "proc/1/net/dev").open("a") as dev:
+        dev.write("enx00e04c680001:    1000  1 0 0 0 0 0 0     2000  1 0 0 0 0 0 0\n")
+        dev.write("  eth1:  9000000  1 0 0 0 0 0 0  9000000  1 0 0 0 0 0 0\n")
+        dev.write("vpn-new:     7000  1 0 0 0 0 0 0     8000  1 0 0 0 0 0 0\n")  # not in this sysfs: by name
+    m = HostCollector(HostPaths(root)).collect()
+    assert m["network_bytes_recv"] == 1234567890 + 5000 + 1000 + 7000
+    assert m["network_bytes_sent"] == 98765432 + 6000 + 2000 + 8000
 
 
 @pytest.mark.parametrize(
@@ -204,3 +225,21 @@ def test_missing_optional_files_give_none(tmp_path: Path) -> None:
     m = HostCollector(HostPaths(root)).collect()
     assert m["load_1"] is None
     assert m["uptime_seconds"] is None
+
+
+def test_a_reading_that_raises_or_is_out_of_range_nulls_its_fields_only(tmp_path: Path) -> None:
+    """statvfs on a vanished mount, a sensor gone mad: the node message is published all the same."""
+    root = host_copy(PI, tmp_path)
+    (root / "sys/class/thermal/thermal_zone0/temp").write_text("2000000000\n")  # 2,000,000 degrees C
+    paths = HostPaths(root)
+    paths.disk = root / "vanished-mount"
+    problems = Problems()
+    collector = MetricsCollector("pi", HostCollector(paths, problems), ContainerCollector(problems=problems), 5.0)
+    node = collector.collect_node_metrics()
+    assert node.temperature_c is None
+    assert node.disk_percent is None
+    assert node.disk_used_gb is None
+    assert node.memory_total_mb > 0  # the other readings are there
+    assert node.network_bytes_recv == 1234567890 + 5000
+    assert node.agent.problems == {"disk_unreadable": 1, "nulled": 1}
+    assert collector.collect_node_metrics().agent.problems == {"disk_unreadable": 2, "nulled": 2}

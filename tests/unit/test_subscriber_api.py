@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,10 +47,12 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def test_list_nodes(client: TestClient) -> None:
+    a_received = datetime.fromisoformat(client.get("/api/nodes").json()[0]["last_seen"]).timestamp()
     nodes = client.get("/api/nodes").json()
     assert [n["node_id"] for n in nodes] == ["node-a", "node-b"]
     a, b = nodes
     assert (a["status"], a["cpu_percent"], a["containers"], a["agent_version"]) == ("online", 13.0, 1, "0.1.0")
+    assert a["clock_skew_seconds"] == pytest.approx(T0.timestamp() + 15 - a_received, abs=0.01)
     assert (b["status"], b["cpu_percent"], b["containers"]) == ("offline", None, None)
     assert a["last_seen"].endswith("Z")
 
