@@ -223,8 +223,8 @@ class MetricsSubscriber:
         self.counters.mqtt_connected.set(0)
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        payload = message.payload
-        refused = self.admission.admit(message.topic, len(payload), message.qos, time.monotonic())
+        payload = bytes(message.payload)
+        refused = self.admission.admit(message.topic, payload, message.qos, time.time())
         if refused is not None:
             self.ingestor.count_received(message.topic)
             self.ingestor.reject(message.topic, Rejected(refused, f"{len(payload)} bytes"))
@@ -232,7 +232,7 @@ class MetricsSubscriber:
                 client.ack(message.mid, message.qos)
             return
         self.counters.queue_depth.inc()
-        self._queue.put(_Received(message.topic, bytes(payload), message.mid, message.qos, self._epoch, time.time()))
+        self._queue.put(_Received(message.topic, payload, message.mid, message.qos, self._epoch, time.time()))
 
     # -- worker thread --------------------------------------------------------------------------------
 

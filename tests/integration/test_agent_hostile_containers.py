@@ -1,4 +1,4 @@
-"""Hostile containers on the real engine: the running agent publishes them by its rule, never stops."""
+"""Hostile containers on the real engine: the agent publishes them by its rule, and never stops."""
 
 from __future__ import annotations
 
@@ -9,15 +9,20 @@ import docker
 import pytest
 
 from contract import ContainerMetricsBatch, NodeMetrics
-from tests.support.agent_process import run_program
+from contract.topics import container_metrics_topic
+from tests.support.agent_process import AgentProcess, run_program
+from tests.support.broker import Broker
 from tests.support.load import LoadContainers
+from tests.support.mqtt import Recorder
 
 pytestmark = pytest.mark.docker
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 
 
-def test_long_odd_names_images_and_labels_are_published_by_the_rule(docker_client: docker.DockerClient) -> None:
+def test_long_odd_names_images_and_labels_are_published_by_the_rule(
+    docker_client: docker.DockerClient, broker: Broker, tmp_path: Path
+) -> None:
     """Today's main raised on the long name: the agent exited and crash-looped on every restart."""
     load = LoadContainers(docker_client)
     try:
@@ -47,6 +52,24 @@ def test_long_odd_names_images_and_labels_are_published_by_the_rule(docker_clien
         assert by_id[odd.id].container_name == f"{load.prefix}-odd"
         assert node.agent.problems["truncated"] >= 1
         assert result.stderr.count("truncated:") == 1  # one log line for the kind
+
+        # The running agent: cycle after cycle through the broker, never stopping, one log line.
+        recorder = Recorder(broker)
+        agent = AgentProcess(broker, "node-a", tmp_path, host_root=str(HOSTS / "rpi4-bookworm"))
+        try:
+            topic = container_metrics_topic("node-a")
+            received = recorder.wait_for(lambda m: len([x for x in m if x.topic == topic]) >= 4, timeout=60)
+            batches = [ContainerMetricsBatch.model_validate_json(x.payload) for x in received if x.topic == topic]
+            assert [b.cycle for b in batches[:4]] == [1, 2, 3, 4]
+            for published in batches[:4]:
+                names = {c.container_id: c.container_name for c in published.containers}
+                assert names[named.id] == long_name[:511] + "\u2026"
+                assert names[odd.id] == f"{load.prefix}-odd"
+            assert agent.process.poll() is None
+            assert agent.logs().count("truncated:") == 1
+        finally:
+            agent.stop()
+            recorder.close()
     finally:
         load.close()
         with contextlib.suppress(docker.errors.ImageNotFound):

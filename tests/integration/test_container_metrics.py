@@ -23,25 +23,34 @@ MIB = 2**20
 NET_BYTES = 20_000_000
 DISK_BYTES = 32 * MIB
 SHM_BYTES = 64 * MIB
+#: Every load container first puts this much in /dev/shm: a resident size known in advance, so a
+#: container measured as 0 cannot pass the comparisons below.
+RESIDENT_MIB = 8
+RESIDENT = f"dd if=/dev/zero of=/dev/shm/resident bs=1M count={RESIDENT_MIB} 2>/dev/null && "
 
 
 @pytest.fixture(scope="module")
 def loads(docker_client: docker.DockerClient) -> Iterator[LoadContainers]:
     load = LoadContainers(docker_client)
     try:
-        load.run("cpu", "while :; do :; done", nano_cpus=500_000_000)  # --cpus 0.5
+        load.run("cpu", RESIDENT + "while :; do :; done", nano_cpus=500_000_000)  # --cpus 0.5
         mem = load.run(
             "mem", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 && echo filled; sleep 3600", shm_size="128m"
         )
-        disk = load.run("disk", "dd if=/dev/zero of=/tmp/f bs=1M count=32 oflag=direct && echo written; sleep 3600")
+        disk = load.run(
+            "disk", RESIDENT + "dd if=/dev/zero of=/tmp/f bs=1M count=32 oflag=direct && echo written; sleep 3600"
+        )
         server = load.run(
             "server",
-            f"mkdir /www && head -c {NET_BYTES} /dev/zero >/www/blob && echo serving && httpd -f -p 8080 -h /www",
+            RESIDENT
+            + f"mkdir /www && head -c {NET_BYTES} /dev/zero >/www/blob && echo serving && httpd -f -p 8080 -h /www",
         )
         wait_for_log(server, "serving")
         server.reload()
         address = server.attrs["NetworkSettings"]["IPAddress"]
-        client = load.run("client", f"wget -q -O /dev/null http://{address}:8080/blob && echo fetched; sleep 3600")
+        client = load.run(
+            "client", RESIDENT + f"wget -q -O /dev/null http://{address}:8080/blob && echo fetched; sleep 3600"
+        )
         for container, marker in ((mem, "filled"), (disk, "written"), (client, "fetched")):
             wait_for_log(container, marker)
         yield load
@@ -83,6 +92,8 @@ def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers, so
     assert mine["cpu"].cpu_percent == pytest.approx(50.0, abs=5.0)  # capped at half a core
     assert mine["mem"].memory_usage_mb >= SHM_BYTES / MIB  # /dev/shm pages count as used
     assert mine["mem"].memory_usage_mb < SHM_BYTES / MIB + 16
+    for role in ("cpu", "disk", "server", "client"):
+        assert RESIDENT_MIB <= mine[role].memory_usage_mb < RESIDENT_MIB + 24, role
     # Some kernels (this CI VM's among them) account no block I/O to cgroup v1 blkio at all, and
     # `docker stats` then shows 0B too; the known-bytes check applies where the kernel counts.
     if parse_pair(cli[f"{loads.prefix}-disk"]["BlockIO"])[1] > 0:
@@ -98,6 +109,8 @@ def test_figures_match_docker_stats_at_the_same_moment(loads: LoadContainers, so
         used, limit = parse_pair(row["MemUsage"])
         # 5 %, or 512 KiB for the small ones: a container's active and inactive file pages move
         # by a few hundred KiB between two samples a second apart (seen with httpd's 20 MB blob).
+        # Every one holds at least RESIDENT_MIB, checked above, so the margin cannot hide a zero.
+        assert used >= RESIDENT_MIB * MIB, role
         assert m.memory_usage_mb * MIB == pytest.approx(used, rel=0.05, abs=512 * 1024), role
         assert m.memory_limit_mb * MIB == pytest.approx(limit, rel=0.005), role
         assert m.memory_percent == pytest.approx(parse_percent(row["MemPerc"]), rel=0.05, abs=0.01), role

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,13 +15,16 @@ from prometheus_client import CollectorRegistry
 from common.supervision import Supervisor
 from contract import ContainerMetricsBatch, NodeMetrics, to_payload
 from contract.topics import container_metrics_topic, node_metrics_topic
-from subscriber.admission import Admission
+from subscriber.admission import Admission, sample_age
 from subscriber.decoding import Decoded, Reason, Rejected
 from subscriber.ingest import RETRY_MAX, Ingestor
 from subscriber.prometheus import SubscriberCounters
 from subscriber.state import Availability, FleetState, NodeView
 from subscriber.store import SqliteHistoryStore, Written
+from tests.support.disk import fill, small_tmpfs
 from tests.support.messages import T0, container, container_batch, node_metrics, ticks
+
+QUEUE_FULL = Reason.QUEUE_FULL
 
 NODE_TOPIC = node_metrics_topic("node-a")
 
@@ -170,27 +171,8 @@ def test_samples_older_than_the_retention_are_not_stored(tmp_path: Path) -> None
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs: a filesystem that fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "disk", "1m") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write ``path`` until the filesystem has no block left."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(descriptor, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def test_a_full_disk_is_retried_with_backoff_holding_everything_then_recovers(small_disk: Path) -> None:
@@ -229,26 +211,36 @@ def test_a_full_disk_is_retried_with_backoff_holding_everything_then_recovers(sm
 
 
 def test_admission_limits_each_node_and_bounds_the_queue() -> None:
-    admission = Admission(rate=10.0, burst=20.0, max_messages=50, max_bytes=10_000)
-    flood = [admission.admit("otto/nodes/flood/metrics/node", 10, 1, now=100.0) for _ in range(100)]
+    now = T0.timestamp()
+    fresh = to_payload(node_metrics("flood", at=T0))
+    admission = Admission(rate=10.0, burst=20.0, max_messages=50, max_bytes=100_000)
+    flood = [admission.admit("otto/nodes/flood/metrics/node", fresh, 1, now=now) for _ in range(100)]
     assert flood.count(None) == 20
     assert set(flood[20:]) == {Reason.RATE_LIMITED}
     # Another node is not held up by the flood.
-    assert admission.admit("otto/nodes/quiet/metrics/node", 10, 1, now=100.0) is None
+    assert admission.admit("otto/nodes/quiet/metrics/node", to_payload(node_metrics("quiet", at=T0)), 1, now) is None
     # One second later the flood may send its rate again.
-    assert [admission.admit("otto/nodes/flood/metrics/node", 10, 1, now=101.0) for _ in range(11)].count(None) == 10
+    later = [admission.admit("otto/nodes/flood/metrics/node", fresh, 1, now=now + 1) for _ in range(11)]
+    assert later.count(None) == 10
     # Bytes bound every QoS; the message count bounds QoS 0.
-    assert admission.admit("otto/nodes/big/metrics/node", 20_000, 1, now=101.0) is Reason.QUEUE_FULL
+    assert admission.admit("otto/nodes/big/metrics/node", b"x" * 200_000, 1, now=now) is Reason.QUEUE_FULL
     unlimited = Admission(rate=0.0, burst=1.0, max_messages=3, max_bytes=10_000)
-    assert [unlimited.admit("otto/nodes/a/status", 1, 0, now=0.0) for _ in range(4)] == [
-        None,
-        None,
-        None,
-        Reason.QUEUE_FULL,
-    ]
-    unlimited.release(1)
-    assert unlimited.admit("otto/nodes/a/status", 1, 0, now=0.0) is None
-    assert unlimited.admit("otto/nodes/a/status", 1, 1, now=0.0) is None  # QoS 1: Receive Maximum bounds it
+    status = b'{"status":"online"}'
+    assert [unlimited.admit("otto/nodes/a/status", status, 0, now) for _ in range(4)] == [None, None, None, QUEUE_FULL]
+    unlimited.release(len(status))
+    assert unlimited.admit("otto/nodes/a/status", status, 0, now) is None
+    assert unlimited.admit("otto/nodes/a/status", status, 1, now) is None  # QoS 1: Receive Maximum bounds it
+
+
+def test_a_backlog_replayed_after_an_outage_is_never_rate_limited() -> None:
+    """Four hours of one node's cycles, queued by the broker while the subscriber was away, in one burst."""
+    admission = Admission(rate=50.0, burst=500.0, max_messages=10_000, max_bytes=256 * 2**20)
+    arrival = T0.timestamp() + 2880 * 5
+    backlog = [to_payload(node_metrics(at=at, cycle=i + 1)) for i, at in enumerate(ticks(2880))]
+    outcomes = [admission.admit(NODE_TOPIC, payload, 1, now=arrival) for payload in backlog]
+    assert outcomes.count(None) == 2880  # the last minute's 12 are fresh: inside the burst
+    assert sample_age(backlog[0], arrival) == 14_400.0
+    assert sample_age(b"not json at all", arrival) is None
 
 
 def test_the_supervisor_reports_a_dead_thread_once() -> None:
