@@ -1,0 +1,54 @@
+"""The agent's outbox while the broker is unreachable: bounded in bytes, and a sender that survives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent.mqtt_link import MqttConfig, MqttLink
+from tests.support.broker import free_port
+
+
+def status() -> tuple[str, bytes]:
+    return "otto/nodes/node-a/status", b"{}"
+
+
+@pytest.fixture
+def link() -> Iterator[MqttLink]:
+    """A link to a port where nothing listens: everything it is given stays in its outbox."""
+    unreachable = MqttLink(
+        MqttConfig("127.0.0.1", free_port(), client_id="otto-test"),
+        buffer_size=100,
+        buffer_bytes=1_000,
+        will=status(),
+        online=status,
+        offline=status,
+    )
+    unreachable.start()
+    yield unreachable
+    unreachable.close(timeout=0.5)
+
+
+def settle(link: MqttLink, buffered: int) -> None:
+    deadline = time.monotonic() + 5
+    while link.buffered != buffered and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_the_outbox_is_bounded_in_bytes_dropping_the_oldest(link: MqttLink) -> None:
+    for i in range(10):
+        link.publish("otto/nodes/node-a/metrics/node", bytes([i]) * 300)
+    settle(link, 3)
+    assert (link.buffered, link.buffered_bytes, link.dropped) == (3, 900, 7)  # 3 x 300 <= 1,000 < 4 x 300
+
+
+def test_the_sender_survives_an_exception_and_keeps_the_order(link: MqttLink) -> None:
+    link.publish("otto/nodes/node-a/metrics/node", b"first")
+    link.publish("otto/nodes/node-a/metrics/node", None)  # type: ignore[arg-type]  # a bug upstream
+    link.publish("otto/nodes/node-a/metrics/node", b"second")
+    settle(link, 2)
+    assert link.errors == 1
+    assert link.sender_alive
+    assert (link.buffered, link.buffered_bytes) == (2, len(b"first") + len(b"second"))
