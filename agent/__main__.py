@@ -16,12 +16,13 @@ from agent.container_collector import ContainerCollector
 from agent.healthcheck import is_fresh, max_age
 from agent.heartbeat import Heartbeat
 from agent.host_collector import HostCollector, HostPaths
-from agent.mqtt_link import MqttConfig, MqttLink
+from agent.mqtt_link import MqttLink
 from agent.problems import Problems
 from agent.publisher import MetricsPublisher
 from agent.settings import AgentSettings
 from common import __version__
 from common.cli import fail_config, load_settings_or_exit, setup_logging
+from common.mqtt_client import MqttConfig
 from common.supervision import EXIT_THREAD_DIED, Supervisor
 from contract.models import NodeStatus, to_payload, utc_now
 from contract.topics import NODE_ID_PATTERN, status_topic

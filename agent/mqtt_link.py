@@ -1,23 +1,21 @@
-"""A bounded, ordered, at-least-once MQTT outbox on top of paho-mqtt 2 (MQTT v5, QoS 1).
+"""MqttLink: the agent's MQTT side. An ordered, bounded, at-least-once outbox over paho-mqtt 2 (v5, QoS 1).
 
-paho's callbacks only post events to a queue; one sender thread owns the outbox and is the only
-caller of ``publish``, which avoids lock-order problems with paho's internal mutex and the race of
-a PUBACK arriving before ``publish`` returns. A message leaves the outbox only when the broker
-acknowledges it. While the broker is away messages accumulate (oldest dropped first beyond the
-limit); after every (re)connect the outbox is replayed from its oldest message, in order. paho's
-own retransmission is switched off (``drop_out_messages`` in ``on_connect``), so the outbox is the
-single source of truth.
+The outbox policy lives in ``agent.outbox`` (pure, unit-tested); this class is its plumbing.
+paho's callbacks only post typed events to a queue; one sender thread owns the outbox and is the
+only caller of ``publish``, which avoids lock-order problems with paho's internal mutex and the
+race of a PUBACK arriving before ``publish`` returns. A message leaves the outbox only when the
+broker acknowledges it; after every (re)connect the outbox is replayed from its oldest message, in
+order. paho's own retransmission is switched off (``drop_out_messages`` in ``on_connect``), so the
+outbox is the single source of truth.
 
-The outbox is bounded in messages and in payload bytes; replay is paced (``send_rate`` messages
-per second on average, bursts of ``max_inflight``) so that an hour of backlog does not arrive at
-the control plane as a flood its per-node rate limit would refuse. Any exception while one event
+Replay is paced (``send_rate`` messages per second on average, bursts of ``max_inflight``) so that
+an hour of backlog does not arrive at the control plane as a flood. Any exception while one event
 is handled is counted and logged (with its traceback, once a minute) and the loop goes on; the
 threads are ours (``threads``) so that the program can watch them.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import threading
@@ -27,31 +25,61 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
+from agent.outbox import Message, Outbox
 from common.cli import RateLimitedLog
+from common.mqtt_client import MqttConfig, make_client, network_thread
 from common.rate import TokenBucket
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class _Message:
-    topic: str
-    payload: bytes
-    retain: bool = False
+# -- events the sender thread handles, posted by paho's callbacks and the public API ---------------
 
 
 @dataclass(frozen=True, slots=True)
-class MqttConfig:
-    """Where and as whom to connect."""
+class _Publish:
+    message: Message
 
-    host: str
-    port: int = 1883
-    client_id: str = ""
-    username: str | None = None
-    password: str | None = None
-    keepalive: int = 30
+
+@dataclass(frozen=True, slots=True)
+class _Acked:
+    mid: int
+    failed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreachable:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """Nothing arrived before the pace or the deadline said to look again."""
+
+
+_Event = _Publish | _Acked | _Connected | _Disconnected | _Refused | _Unreachable | _Close | _Tick
 
 
 class MqttLink:
@@ -70,42 +98,30 @@ class MqttLink:
         send_rate: float = 25.0,
     ) -> None:
         self._config = config
-        self._capacity = buffer_size
-        self._capacity_bytes = buffer_bytes
-        self._bytes = 0
+        self._outbox = Outbox(buffer_size, buffer_bytes)
         self._pace = TokenBucket(send_rate, float(max_inflight))
-        self.errors = 0
+        self._window = max_inflight
         self._online = online
         self._offline = offline
-        self._window = max_inflight
-        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._unsent: collections.deque[_Message] = collections.deque()
-        self._inflight: dict[int, tuple[int, _Message]] = {}  # mid -> (send sequence, message)
-        self._sequence = 0
+        self.errors = 0
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._connected = False
-        self._dropped = 0
         self._dropped_in_outage = 0
         self._refusal: str | None = None
         self._unreachable = False
         self._rejections = RateLimitedLog(log, period=60.0)
-        self._sender = threading.Thread(target=self._run, name="otto-mqtt-sender", daemon=True)
-        self._network = threading.Thread(target=self._network_loop, name="otto-mqtt-network", daemon=True)
         self._done = threading.Event()
 
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=True
-        )
-        if config.username is not None:
-            client.username_pw_set(config.username, config.password)
+        client = make_client(config)
         client.will_set(will[0], will[1], qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(max_inflight)
-        client.suppress_exceptions = True
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self._client = client
+        self._sender = threading.Thread(target=self._run, name="otto-mqtt-sender", daemon=True)
+        self._network = network_thread(client, "otto-mqtt-network")
 
     # -- public API (any thread) --------------------------------------------------------------
 
@@ -115,17 +131,13 @@ class MqttLink:
         self._client.connect_async(self._config.host, self._config.port, self._config.keepalive, clean_start=True)
         self._network.start()
 
-    def _network_loop(self) -> None:
-        # What loop_start() does, in a thread of ours that the program can watch.
-        self._client.loop_forever(retry_first_connection=True)
-
     def publish(self, topic: str, payload: bytes) -> None:
         """Queue a QoS 1 message; it is sent as soon as the broker is reachable."""
-        self._events.put(("publish", _Message(topic, payload)))
+        self._events.put(_Publish(Message(topic, payload)))
 
     def close(self, timeout: float = 4.0) -> None:
         """Flush what can be flushed, publish the explicit offline status, disconnect."""
-        self._events.put(("close", time.monotonic() + timeout))
+        self._events.put(_Close(time.monotonic() + timeout))
         self._done.wait(timeout + 0.5)
 
     @property
@@ -142,39 +154,39 @@ class MqttLink:
         return self._sender.is_alive()
 
     @property
-    def buffered_bytes(self) -> int:
-        """Payload bytes of the messages not yet acknowledged."""
-        return self._bytes
-
-    @property
     def buffered(self) -> int:
         """Messages not yet acknowledged by the broker."""
-        return len(self._unsent) + len(self._inflight)
+        return len(self._outbox)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Payload bytes of the messages not yet acknowledged."""
+        return self._outbox.bytes
 
     @property
     def dropped(self) -> int:
         """Messages discarded since start because the outbox was full."""
-        return self._dropped
+        return self._outbox.dropped
 
     # -- paho callbacks (network thread): post events only --------------------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            self._events.put(("refused", str(reason)))
+            self._events.put(_Refused(str(reason)))
             return
         client.drop_out_messages()  # the outbox, not paho, retransmits: keeps replay in order
         topic, payload = self._online()
         client.publish(topic, payload, qos=1, retain=True)
-        self._events.put(("connected",))
+        self._events.put(_Connected())
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._events.put(("unreachable",))
+        self._events.put(_Unreachable())
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._events.put(("disconnected", str(reason)))
+        self._events.put(_Disconnected(str(reason)))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
-        self._events.put(("ack", mid, bool(reason.is_failure), str(reason)))
+        self._events.put(_Acked(mid, bool(reason.is_failure), str(reason)))
 
     # -- sender thread ---------------------------------------------------------------------------
 
@@ -182,85 +194,72 @@ class MqttLink:
         deadline: float | None = None
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._connected and self._unsent and len(self._inflight) < self._window:
-                paced = self._pace.wait(time.monotonic())  # replay waiting for its pace
+            if self._connected and self._outbox.next() is not None and self._outbox.in_flight < self._window:
+                paced = self._pace.wait(time.monotonic())  # a replay waiting for its pace
                 timeout = paced if timeout is None else min(timeout, paced)
             try:
-                event: tuple[Any, ...] = self._events.get(timeout=timeout)
+                event: _Event = self._events.get(timeout=timeout)
             except queue.Empty:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                event = ("tick",)
+                event = _Tick()
             try:
+                if isinstance(event, _Close):
+                    deadline = event.deadline
                 self._handle(event)
-                if event[0] == "close":
-                    deadline = event[1]
                 self._pump()
             except Exception:  # a bug: count it, say where, keep sending
                 self.errors += 1
-                self._rejections.exception("sender", "the MQTT sender raised while handling %r; continuing", event[0])
+                self._rejections.exception("sender", "the MQTT sender raised on %s; continuing", type(event).__name__)
             if deadline is not None and (not self._connected or self.buffered == 0):
                 break
         self._shutdown(deadline)
 
-    def _handle(self, event: tuple[Any, ...]) -> None:
-        kind = event[0]
-        if kind == "publish":
-            self._enqueue(event[1])
-        elif kind == "ack":
-            self._acknowledged(event[1], event[2], event[3])
-        elif kind == "connected":
-            self._handle_connected()
-        elif kind == "disconnected":
-            self._handle_disconnected(event[1])
-        elif kind == "refused":
-            if self._refusal != event[1]:
-                log.warning("broker refused the connection: %s; retrying with backoff", event[1])
-            self._refusal = event[1]
-        elif kind == "unreachable":
-            if not self._unreachable:
-                log.warning(
-                    "broker unreachable at %s:%d; buffering, retrying with backoff",
-                    self._config.host,
-                    self._config.port,
-                )
-            self._unreachable = True
+    def _handle(self, event: _Event) -> None:
+        match event:
+            case _Publish(message):
+                self._enqueue(message)
+            case _Acked(mid, failed, reason):
+                sent = self._outbox.acknowledged(mid)
+                if sent is not None and failed:
+                    self._rejections.warning("rejected", "broker rejected a message on %s: %s", sent.topic, reason)
+            case _Connected():
+                self._handle_connected()
+            case _Disconnected(reason):
+                self._handle_disconnected(reason)
+            case _Refused(reason):
+                if self._refusal != reason:
+                    log.warning("broker refused the connection: %s; retrying with backoff", reason)
+                self._refusal = reason
+            case _Unreachable():
+                if not self._unreachable:
+                    log.warning(
+                        "broker unreachable at %s:%d; buffering, retrying with backoff",
+                        self._config.host,
+                        self._config.port,
+                    )
+                self._unreachable = True
+            case _Close() | _Tick():
+                pass
 
-    def _enqueue(self, message: _Message) -> None:
-        size = len(message.payload)
-        while self.buffered and (self.buffered >= self._capacity or self._bytes + size > self._capacity_bytes):
-            if self._inflight:
-                oldest = min(self._inflight, key=lambda mid: self._inflight[mid][0])
-                self._bytes -= len(self._inflight.pop(oldest)[1].payload)
-            else:
-                self._bytes -= len(self._unsent.popleft().payload)
-            self._dropped += 1
-            if self._dropped_in_outage == 0:
-                log.warning(
-                    "outbox full (%d messages, %d bytes): dropping the oldest", self._capacity, self._capacity_bytes
-                )
-            self._dropped_in_outage += 1
-        self._unsent.append(message)
-        self._bytes += size
+    def _enqueue(self, message: Message) -> None:
+        dropped = self._outbox.add(message)
+        if dropped and self._dropped_in_outage == 0:
+            outbox = self._outbox
+            log.warning(
+                "outbox full (%d messages, %d bytes): dropping the oldest", outbox.max_messages, outbox.max_bytes
+            )
+        self._dropped_in_outage += len(dropped)
 
     def _pump(self) -> None:
-        while self._connected and self._unsent and len(self._inflight) < self._window:
-            if not self._pace.take(time.monotonic()):
-                return  # the loop wakes when the pace allows the next one
-            message = self._unsent[0]
+        while self._connected and self._outbox.in_flight < self._window:
+            message = self._outbox.next()
+            if message is None or not self._pace.take(time.monotonic()):
+                return  # nothing to send, or the loop wakes when the pace allows the next one
             info = self._client.publish(message.topic, message.payload, qos=1, retain=message.retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return  # connection just went; the disconnected event follows
-            self._unsent.popleft()
-            self._sequence += 1
-            self._inflight[info.mid] = (self._sequence, message)
-
-    def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
-        sent = self._inflight.pop(mid, None)
-        if sent is not None:
-            self._bytes -= len(sent[1].payload)
-        if sent is not None and failed:
-            self._rejections.warning("rejected", "broker rejected a message on %s: %s", sent[1].topic, reason)
+            self._outbox.sent(info.mid)
 
     def _handle_connected(self) -> None:
         self._connected = True
@@ -278,12 +277,9 @@ class MqttLink:
 
     def _handle_disconnected(self, reason: str) -> None:
         if self._connected:
-            log.warning("disconnected from broker: %s; buffering up to %d messages", reason, self._capacity)
+            log.warning("disconnected from broker: %s; buffering up to %d messages", reason, self._outbox.max_messages)
         self._connected = False
-        # Unacknowledged messages go back to the front of the outbox, in their original order.
-        for _, message in sorted(self._inflight.values(), key=lambda sent: sent[0], reverse=True):
-            self._unsent.appendleft(message)
-        self._inflight.clear()
+        self._outbox.requeue()  # unacknowledged messages go back in front, in their original order
 
     def _shutdown(self, deadline: float | None) -> None:
         try:

@@ -25,11 +25,11 @@ from datetime import timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.cli import RateLimitedLog
+from common.mqtt_client import MqttConfig, make_client, network_thread
 from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import SUBSCRIPTIONS
 from subscriber.admission import Admission
@@ -57,14 +57,11 @@ StatusHandler = Callable[[NodeStatus], None]
 
 
 @dataclass(frozen=True, slots=True)
-class BrokerConfig:
-    host: str
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
+class BrokerConfig(MqttConfig):
+    """The broker, and how long it keeps our persistent session (and queues for it) while we are away."""
+
     client_id: str = "otto-subscriber"
     session_expiry: timedelta = timedelta(days=7)
-    keepalive: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +115,9 @@ class MetricsSubscriber:
         self._connected = False
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="otto-subscriber-worker", daemon=True)
-        self._network = threading.Thread(target=self._network_loop, name="otto-subscriber-mqtt", daemon=True)
         self._warnings = RateLimitedLog(log, period=60.0)
         self._client = self._make_client()
+        self._network = network_thread(self._client, "otto-subscriber-mqtt")
 
     # -- the plan's public API ----------------------------------------------------------------------
 
@@ -183,18 +180,8 @@ class MetricsSubscriber:
 
     # -- paho (network thread): admit, queue and return ----------------------------------------------
 
-    def _network_loop(self) -> None:
-        # loop_start() would do the same in a thread of paho's; this one the program can watch.
-        self._client.loop_forever(retry_first_connection=True)
-
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.broker.client_id, protocol=mqtt.MQTTv5, manual_ack=True
-        )
-        if self.broker.username is not None:
-            client.username_pw_set(self.broker.username, self.broker.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.suppress_exceptions = True
+        client = make_client(self.broker, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

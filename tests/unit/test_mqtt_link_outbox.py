@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.mqtt_link import MqttConfig, MqttLink
+from agent.mqtt_link import MqttLink
+from common.mqtt_client import MqttConfig
 from tests.support.broker import free_port
 
 
