@@ -4,26 +4,19 @@ Per cycle: one list call to the Engine API, then for every running container a s
 only when needed, an inspect call (restart count, first process, network mode). The sample comes
 from the host's cgroup filesystem when it is visible (agent.cgroup_stats: same inputs as the
 daemon, no daemon CPU), otherwise from the Engine API's stats endpoint, fetched concurrently
-(bounded pool, per-call timeout). CPU % is computed against the agent's own previous sample of
-the container, so it averages the whole publish interval:
-
-* known container: the new sample (cgroup files, or one-shot stats) against our previous one;
-* new container that started after our previous cycle: the sample against zero usage at the
-  previous cycle's system time (all of its CPU time falls inside the interval);
-* any other unknown container: the daemon's two-sample mode (what ``docker stats --no-stream``
-  does), never a since-boot average.
+(bounded pool, per-call timeout). What CPU % is computed against is agent.cpu_baseline's policy;
+turning the Engine's JSON into values is agent.engine_api's. This class holds the connection, the
+choice of source per container, the fan-out, and what it remembers between cycles.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
 import docker
@@ -32,9 +25,11 @@ from docker.errors import DockerException, NotFound
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from agent import docker_stats
-from agent.cgroup_stats import CgroupLocation, CgroupReader, system_cpu_sample
-from agent.problems import Problems, build
+from agent import cpu_baseline, docker_stats
+from agent.cgroup_stats import CgroupReader, system_cpu_sample
+from agent.cpu_baseline import CpuStats, SystemReading
+from agent.engine_api import Details, Listed, api_tuple, container_metrics, short_reason
+from agent.problems import Problems
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetrics
 
@@ -48,7 +43,6 @@ INSPECT_MAX_AGE = 60.0
 NARROW_POOL = 8
 WIDE_POOL = 128
 
-_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, DockerException)
 
 ClientFactory = Callable[[int, int], docker.DockerClient]
@@ -59,49 +53,14 @@ def default_client_factory(timeout: int, pool: int) -> docker.DockerClient:
     return docker.from_env(timeout=timeout, max_pool_size=pool)
 
 
-@dataclass(frozen=True, slots=True)
-class _Details:
-    """What inspect said about a container; refreshed on a change and at least every minute."""
-
-    restart_count: int
-    started_at: float | None
-    pid: int
-    host_network: bool
-    cgroup: CgroupLocation | None
-    inspected_at: float
-
-
 @dataclass(slots=True)
 class _Known:
     """What the agent remembers of one container between cycles."""
 
-    cpu_stats: Mapping[str, Any]
+    cpu_stats: CpuStats
     state: str
     health: str | None
-    details: _Details
-
-
-@dataclass(frozen=True, slots=True)
-class _Listed:
-    """One running container as the list call describes it, parsed once per cycle."""
-
-    container_id: str
-    name: str
-    image: str
-    state: str
-    health: str | None
-
-    @classmethod
-    def parse(cls, entry: Mapping[str, Any]) -> _Listed:
-        container_id = str(entry["Id"])
-        names = entry.get("Names") or [container_id[:12]]
-        return cls(
-            container_id=container_id,
-            name=str(names[0]).lstrip("/"),
-            image=str(entry.get("Image") or ""),
-            state=str(entry.get("State") or "running"),
-            health=health_from_status(str(entry.get("Status") or "")),
-        )
+    details: Details
 
 
 @dataclass(slots=True)
@@ -110,32 +69,6 @@ class _Result:
     metrics: ContainerMetrics | None = None
     known: _Known | None = None
     error: str | None = None
-
-
-def _api_tuple(version: str) -> tuple[int, int]:
-    major, _, minor = version.partition(".")
-    return int(major), int(minor or 0)
-
-
-def health_from_status(status: str) -> str | None:
-    """healthy / unhealthy / starting from the list API's Status text, None without a healthcheck."""
-    found = _HEALTH_IN_STATUS.search(status or "")
-    if not found:
-        return None
-    return "starting" if found.group(1) == "health: starting" else found.group(1)
-
-
-def _parse_docker_time(value: str) -> float | None:
-    """Epoch seconds of a daemon RFC 3339 timestamp (nanosecond precision is cut to microseconds)."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    head, _, tail = value.rstrip("Z").partition(".")
-    fraction = tail[:6]
-    try:
-        parsed = datetime.fromisoformat(f"{head}.{fraction}+00:00" if fraction else f"{head}+00:00")
-    except ValueError:
-        return None
-    return parsed.timestamp()
 
 
 class ContainerCollector:
@@ -152,15 +85,14 @@ class ContainerCollector:
         self.problems = problems if problems is not None else Problems()
         self._timeout = timeout
         self._cgroups = cgroups
-        self._system: tuple[int, int] = (0, 0)
+        self._system: tuple[int, int] = (0, 0)  # (system ns, online CPUs) read from /proc/stat this cycle
         self._concurrency_setting = concurrency
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._api: tuple[int, int] = (0, 0)
         self._known: dict[str, _Known] = {}
-        self._previous_wall: float | None = None
-        self._previous_system: int | None = None
+        self._last_cycle: SystemReading | None = None
         self._reachable: bool | None = None
         self._lock = threading.Lock()
         self._warn = RateLimitedLog(log, period=300.0)
@@ -172,7 +104,7 @@ class ContainerCollector:
             # Connections and worker threads are created only as calls need them, so the client
             # is sized for the widest case and the pool's width decided once the API version is known.
             client = self._client_factory(self._timeout, max(WIDE_POOL, self._concurrency_setting))
-            self._api = _api_tuple(client.api.api_version)
+            self._api = api_tuple(client.api.api_version)
             # Engines before 25 answer a one-shot stats call only at their next 1 s collector tick,
             # so every call must be in flight at once; with cgroups or a newer engine, 8 will do.
             narrow = self._api >= FAST_ONE_SHOT_API or self._cgroups is not None
@@ -232,22 +164,23 @@ class ContainerCollector:
         try:
             listed = self._list_running()
         except _TRANSIENT as exc:
-            reason = _short_reason(exc)
+            reason = short_reason(exc)
             if "Permission denied" in reason:
                 reason += " (the agent needs the socket's group: DOCKER_GID=$(stat -c %g /var/run/docker.sock))"
             self._set_reachable(False, reason)
             self._known.clear()
-            self._previous_wall = self._previous_system = None
+            self._last_cycle = None
             return [], f"docker daemon unreachable: {reason}"
         self._set_reachable(True)
 
         assert self._pool is not None
         # Containers whose cgroup is known and need no inspect are read right here; only those
         # needing the API (inspect, or stats without a cgroup) go to the worker pool.
-        planned: list[tuple[_Listed, bool, bool]] = []  # (container, needs inspect, readable here)
-        for container in map(_Listed.parse, listed):
+        planned: list[tuple[Listed, bool, bool]] = []  # (container, needs inspect, readable here)
+        now = time.monotonic()
+        for container in map(Listed.parse, listed):
             previous = self._known.get(container.container_id)
-            inspect = self._needs_inspect(previous, container)
+            inspect = _needs_inspect(previous, container, now)
             planned.append(
                 (container, inspect, previous is not None and previous.details.cgroup is not None and not inspect)
             )
@@ -269,12 +202,11 @@ class ContainerCollector:
                 known[r.container_id] = remembered
         self._known = known
         if self._cgroups is not None:
-            self._previous_wall, self._previous_system = system_read_at, self._system[0]
+            self._last_cycle = SystemReading(system_read_at, self._system[0])
         else:
             # The daemon read the system CPU for each reply: take the moment after the last one.
-            self._previous_wall = time.time()
             systems = [int(k.cpu_stats.get("system_cpu_usage") or 0) for k in self._known.values()]
-            self._previous_system = max(systems) if systems else None
+            self._last_cycle = SystemReading(time.time(), max(systems)) if systems else None
 
         errors = [r.error for r in results if r.error]
         if not errors:
@@ -283,32 +215,13 @@ class ContainerCollector:
         self._warn.warning("stats", "%s", summary)
         return metrics, summary
 
-    @staticmethod
-    def _needs_inspect(known: _Known | None, container: _Listed) -> bool:
-        return (
-            known is None
-            or known.state != container.state
-            or known.health != container.health
-            or time.monotonic() - known.details.inspected_at > INSPECT_MAX_AGE
-        )
+    def _inspect(self, api: docker.APIClient, container_id: str) -> Details:
+        details = Details.parse(api.inspect_container(container_id), inspected_at=time.monotonic())
+        if self._cgroups is None or details.pid <= 0:
+            return details
+        return replace(details, cgroup=self._cgroups.locate(container_id, details.pid, details.cgroup_parent))
 
-    def _inspect(self, api: docker.APIClient, container_id: str) -> _Details:
-        info = api.inspect_container(container_id)
-        state, host = info.get("State") or {}, info.get("HostConfig") or {}
-        pid = int(state.get("Pid") or 0)
-        cgroup = None
-        if self._cgroups is not None and pid > 0:
-            cgroup = self._cgroups.locate(container_id, pid, str(host.get("CgroupParent") or ""))
-        return _Details(
-            restart_count=int(info.get("RestartCount") or 0),
-            started_at=_parse_docker_time(str(state.get("StartedAt") or "")),
-            pid=pid,
-            host_network=host.get("NetworkMode") == "host",
-            cgroup=cgroup,
-            inspected_at=time.monotonic(),
-        )
-
-    def _sample(self, container: _Listed, inspect: bool, priming: bool) -> _Result:
+    def _sample(self, container: Listed, inspect: bool, priming: bool) -> _Result:
         """One container's figures; never raises (whatever goes wrong is that container's error)."""
         try:
             return self._sample_unguarded(container, inspect, priming)
@@ -317,9 +230,9 @@ class ContainerCollector:
             return _Result(container.container_id, error="figures refused by the contract")
         except Exception as exc:
             self.problems.count("container_skipped", f"{container.name[:80]!r}: {exc}", with_traceback=True)
-            return _Result(container.container_id, error=f"{type(exc).__name__}: {_short_reason(exc)}")
+            return _Result(container.container_id, error=f"{type(exc).__name__}: {short_reason(exc)}")
 
-    def _sample_unguarded(self, container: _Listed, inspect: bool, priming: bool) -> _Result:
+    def _sample_unguarded(self, container: Listed, inspect: bool, priming: bool) -> _Result:
         container_id = container.container_id
         known = self._known.get(container_id)
         api = self._client.api if self._client is not None else None
@@ -327,7 +240,7 @@ class ContainerCollector:
             return _Result(container_id, error="docker client closed")
         try:
             details = self._inspect(api, container_id) if inspect or known is None else known.details
-            baseline = self._baseline(known, details.started_at)
+            baseline = cpu_baseline.baseline(known.cpu_stats if known else None, details.started_at, self._last_cycle)
             stats: Mapping[str, Any] | None = None
             if self._cgroups is not None and details.cgroup is not None and (priming or baseline is not None):
                 try:
@@ -345,50 +258,25 @@ class ContainerCollector:
         except requests.Timeout:
             return _Result(container_id, error="timeout")
         except (requests.RequestException, DockerException) as exc:
-            return _Result(container_id, error=_short_reason(exc))
+            return _Result(container_id, error=short_reason(exc))
 
         cpu_stats = stats.get("cpu_stats") or {}
         sampled = docker_stats.has_sample(stats)
-        restarted = baseline is not None and docker_stats.cpu_usage_ns(cpu_stats) < docker_stats.cpu_usage_ns(baseline)
-        if sampled and baseline is not None and restarted:
-            baseline = {**baseline, "cpu_usage": {"total_usage": 0}}  # a restarted container's cgroup counts from 0
-            details = replace(details, inspected_at=0.0)  # new first process: look again next cycle
+        rebased = cpu_baseline.rebase_after_restart(baseline, cpu_stats) if sampled and baseline is not None else None
+        if rebased is not None:
+            baseline = rebased
+            details = replace(details, inspected_at=0.0)  # a new first process: look again next cycle
         figures = docker_stats.figures(stats, baseline)
-        values = {
-            "container_id": container_id,
-            "container_name": container.name,
-            "image": container.image,
-            "state": container.state,
-            "health": container.health,
-            "restart_count": details.restart_count,
-            "pids": figures.pids,
-            "cpu_percent": figures.cpu_percent,
-            "memory_percent": figures.memory_percent,
-            "memory_usage_mb": figures.memory_used_bytes / docker_stats.MIB,
-            "memory_limit_mb": figures.memory_limit_bytes / docker_stats.MIB,
-            "network_rx_bytes": figures.network_rx_bytes,
-            "network_tx_bytes": figures.network_tx_bytes,
-            "block_read_bytes": figures.block_read_bytes,
-            "block_write_bytes": figures.block_write_bytes,
-        }
-        metrics = build(ContainerMetrics, values, self.problems, f"container {container.name[:80]!r}")
+        metrics = container_metrics(container, details.restart_count, figures, self.problems)
         remembered = _Known(cpu_stats, container.state, container.health, details) if sampled else None
         return _Result(container_id, metrics=metrics, known=remembered)
 
-    def _baseline(self, known: _Known | None, started_at: float | None) -> Mapping[str, Any] | None:
-        """The cpu_stats to compute CPU % against, or None when only the daemon's two samples will do."""
-        if known is not None:
-            return known.cpu_stats
-        if (
-            started_at is not None
-            and self._previous_wall is not None
-            and self._previous_system is not None
-            and started_at >= self._previous_wall
-        ):
-            return {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": self._previous_system}
-        return None
 
-
-def _short_reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+def _needs_inspect(known: _Known | None, container: Listed, now: float) -> bool:
+    """Inspect again on a sign of change (state, health) and at least every INSPECT_MAX_AGE seconds."""
+    return (
+        known is None
+        or known.state != container.state
+        or known.health != container.health
+        or now - known.details.inspected_at > INSPECT_MAX_AGE
+    )

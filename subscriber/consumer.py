@@ -1,14 +1,13 @@
 """MetricsSubscriber: consumes every node's messages, validates them, keeps state and history.
 
 paho's network thread only admits (subscriber.admission: per-node rate limit, queue bounds) and
-queues what arrives. One worker thread hands each message to the Ingestor (subscriber.ingest:
-validation, fleet state, handlers, batched history) and commits the batch every FLUSH_SECONDS or
-FLUSH_MESSAGES. Messages are acknowledged (manual ack) only once their rows are committed, so
-neither a restart nor a crash loses anything: the broker keeps the persistent session's
-unacknowledged and queued messages and redelivers them, and the store ignores the copies it
-already has. The number of unacknowledged messages the broker may send us (Receive Maximum)
-bounds the queue; while the store is unavailable the worker stops taking messages once
-MAX_PENDING are held, so memory stays bounded and the broker keeps the rest.
+queues what arrives. One worker thread runs the IngestWorker (subscriber.worker: batches,
+acknowledgements, backpressure), which hands each message to the Ingestor (subscriber.ingest:
+validation, fleet state, handlers, history). Messages are acknowledged (manual ack) only once
+their rows are committed, so neither a restart nor a crash loses anything: the broker keeps the
+persistent session's unacknowledged and queued messages and redelivers them, and the store
+ignores the copies it already has. The number of unacknowledged messages the broker may send us
+(Receive Maximum) bounds the queue.
 
 Both threads are ours (``threads``) so that the program can watch them and exit if one dies.
 """
@@ -16,10 +15,9 @@ Both threads are ours (``threads``) so that the program can watch them and exit 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -38,18 +36,13 @@ from subscriber.ingest import Ingestor
 from subscriber.prometheus import SubscriberCounters
 from subscriber.state import FleetState
 from subscriber.store import HistoryStore
+from subscriber.worker import IngestWorker, Received
 
 log = logging.getLogger(__name__)
 message_log = logging.getLogger("subscriber.messages")
 
 #: Unacknowledged messages the broker may have in flight to us (MQTT v5 Receive Maximum).
 RECEIVE_MAXIMUM = 4096
-#: A batch is committed (and acknowledged) this long after its first message, or at FLUSH_MESSAGES.
-FLUSH_SECONDS = 0.02
-FLUSH_MESSAGES = 1000
-PRUNE_EVERY_SECONDS = 600.0
-#: While the store is unavailable, at most this many messages are held in the open batch.
-MAX_PENDING = RECEIVE_MAXIMUM
 
 NodeHandler = Callable[[NodeMetrics], None]
 ContainerHandler = Callable[[ContainerMetricsBatch], None]
@@ -72,16 +65,6 @@ class Limits:
     node_burst: float = 500.0
     queue_messages: int = 10_000
     queue_bytes: int = 256 * 2**20
-
-
-@dataclass(slots=True)
-class _Received:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    epoch: int
-    at: float
 
 
 class MetricsSubscriber:
@@ -110,11 +93,13 @@ class MetricsSubscriber:
         self._node_handlers: list[NodeHandler] = []
         self._container_handlers: list[ContainerHandler] = []
         self._status_handlers: list[StatusHandler] = []
-        self._queue: queue.SimpleQueue[_Received | None] = queue.SimpleQueue()
+        self.worker = IngestWorker(
+            self.ingestor, self._ack, taken=self._taken, retention=retention, max_pending=RECEIVE_MAXIMUM
+        )
         self._epoch = 0
         self._connected = False
         self._stopping = False
-        self._worker = threading.Thread(target=self._run, name="otto-subscriber-worker", daemon=True)
+        self._worker = threading.Thread(target=self.worker.run, name="otto-subscriber-worker", daemon=True)
         self._warnings = RateLimitedLog(log, period=60.0)
         self._client = self._make_client()
         self._network = network_thread(self._client, "otto-subscriber-mqtt")
@@ -134,7 +119,7 @@ class MetricsSubscriber:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Handle and store everything received so far, then disconnect (the session stays)."""
-        self._queue.put(None)
+        self.worker.stop()
         self._worker.join(timeout)
         self._stopping = True
         self._client.disconnect()
@@ -219,50 +204,13 @@ class MetricsSubscriber:
                 client.ack(message.mid, message.qos)
             return
         self.counters.queue_depth.inc()
-        self._queue.put(_Received(message.topic, payload, message.mid, message.qos, self._epoch, time.time()))
+        self.worker.put(Received(message.topic, payload, (message.mid, message.qos, self._epoch), time.time()))
 
     # -- worker thread --------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        self._next_prune = time.monotonic() + 5.0
-        while True:
-            try:
-                if not self._step():
-                    return
-            except Exception:  # a bug: count it, say where, go on with the next message
-                self.counters.worker_errors.inc()
-                self._warnings.exception("worker", "the worker's loop raised; continuing")
-                time.sleep(0.1)
-
-    def _step(self) -> bool:
-        """Take at most one message, flush and prune when due; False once asked to stop."""
-        ingestor = self.ingestor
-        held_back = ingestor.store_problem is not None and ingestor.pending >= MAX_PENDING
-        wait = ingestor.flush_due_in(FLUSH_SECONDS) if ingestor.pending else 1.0
-        if held_back:  # the store is down and the batch is full: leave the rest with the broker
-            time.sleep(max(0.01, min(wait, 1.0)))
-            item: _Received | None = _IDLE
-        else:
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = _IDLE
-        if item is None:
-            self._acknowledge(ingestor.flush())
-            return False
-        if item is not _IDLE:
-            self.counters.queue_depth.dec()
-            self.admission.release(len(item.payload))
-            token = (item.mid, item.qos, item.epoch)
-            if isinstance(ingestor.handle(item.topic, item.payload, item.at, token), Rejected):
-                self._ack(token)  # never worth redelivering
-        if ingestor.pending >= FLUSH_MESSAGES or (ingestor.pending and ingestor.flush_due_in(FLUSH_SECONDS) == 0):
-            self._acknowledge(ingestor.flush())
-        if time.monotonic() >= self._next_prune:
-            if self.retention is not None:
-                ingestor.prune(self.retention)
-            self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-        return True
+    def _taken(self, received: Received) -> None:
+        self.counters.queue_depth.dec()
+        self.admission.release(len(received.payload))
 
     def _dispatch(self, decoded: Decoded) -> None:
         message = decoded.message
@@ -273,13 +221,10 @@ class MetricsSubscriber:
         elif isinstance(message, NodeStatus):
             self.on_status(message)
 
-    def _acknowledge(self, tokens: list[Any] | None) -> None:
-        for token in tokens or []:
-            self._ack(token)
-
-    def _ack(self, token: tuple[int, int, int]) -> None:
+    def _ack(self, token: Hashable) -> None:
         # A message id belongs to the connection it arrived on; after a reconnect the broker
         # redelivers the unacknowledged ones itself.
+        assert isinstance(token, tuple)  # the (mid, qos, epoch) _on_message made
         mid, qos, epoch = token
         if qos > 0 and epoch == self._epoch and self._connected:
             self._client.ack(mid, qos)
@@ -291,6 +236,3 @@ class MetricsSubscriber:
             except Exception as exc:  # a user handler must not stop ingestion
                 self.counters.handler_errors.inc()
                 self._warnings.warning("handler", "handler %r failed: %s", handler, exc)
-
-
-_IDLE = _Received("", b"", 0, 0, 0, 0.0)

@@ -12,7 +12,8 @@ import docker
 import pytest
 
 from agent.cgroup_stats import CgroupReader
-from agent.container_collector import ContainerCollector, _Listed
+from agent.container_collector import ContainerCollector
+from agent.engine_api import Listed
 from contract import ContainerMetrics
 from tests.support.docker_cli import parse_pair, parse_percent
 from tests.support.load import LoadContainers, docker_stats_no_stream, wait_for_log, wait_until
@@ -200,7 +201,7 @@ def test_vanished_container_is_skipped_quietly(
         entry = {"Id": short.id, "Names": [f"/{short.name}"], "State": "running", "Status": "Up"}
         short.remove(force=True)
         # The list said it was there; by the time of the stats call it is gone (HTTP 404).
-        result = collector._sample(_Listed.parse(entry), inspect=True, priming=False)
+        result = collector._sample(Listed.parse(entry), inspect=True, priming=False)
         assert result.metrics is None
         assert result.error is None
         assert [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []

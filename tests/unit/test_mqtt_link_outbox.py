@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.mqtt_link import MqttLink
+from agent.mqtt_link import MqttLink, _Acked, _Connected, _Disconnected, _Refused, _Unreachable
 from common.mqtt_client import MqttConfig
 from tests.support.broker import free_port
 
@@ -53,3 +53,26 @@ def test_the_sender_survives_an_exception_and_keeps_the_order(link: MqttLink) ->
     assert link.errors == 1
     assert link.sender_alive
     assert (link.buffered, link.buffered_bytes) == (2, len(b"first") + len(b"second"))
+
+
+def test_sender_events_refusal_outage_and_reconnect_are_each_logged_once(
+    link: MqttLink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The events paho's callbacks post, handled as the sender thread handles them."""
+    caplog.set_level("INFO", logger="agent.mqtt_link")
+    for _ in range(3):
+        link._events.put(_Refused("Not authorized"))
+        link._events.put(_Unreachable())
+    link.publish("otto/nodes/node-a/metrics/node", b"kept")
+    settle(link, 1)
+    time.sleep(0.2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("refused the connection: Not authorized" in line for line in lines) == 1
+    assert sum("broker unreachable" in line for line in lines) == 1
+    link._events.put(_Connected())  # the transport is not really up: publish fails and the message stays
+    link._events.put(_Acked(mid=999, failed=False, reason="Success"))  # an id not in flight: ignored
+    link._events.put(_Disconnected("keepalive timeout"))
+    settle(link, 1)
+    time.sleep(0.2)
+    assert (link.buffered, link.errors, link.connected) == (1, 0, False)
+    assert any("connected to broker" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,151 @@
+"""ContainerCollector against a fake Engine serving recorded replies: the cases a real one cannot stage.
+
+The real-engine tests (tests/integration/test_container_metrics.py) compare with ``docker stats``;
+these check the collector's own logic without Docker: the CPU baseline across cycles, a restart,
+a container gone between the list and the stats call, a stats call past its timeout, an outage.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import docker_stats
+from agent.container_collector import INSPECT_MAX_AGE, ContainerCollector
+from tests.support.fake_engine import FakeContainer, FakeEngine, fake_engine
+
+FIXTURE = json.loads(
+    (Path(__file__).parents[1] / "fixtures/docker-stats/cgroup-v1-two-sample-2cpu-busy.json").read_text()
+)
+EXPECTED = docker_stats.figures(FIXTURE)  # the fixture's own two-sample figures, as docker stats shows them
+
+
+def one_shot(cpu_stats: dict[str, Any]) -> dict[str, Any]:
+    """A one-shot stats reply (no precpu_stats) whose CPU counters are ``cpu_stats``."""
+    return {**copy.deepcopy(FIXTURE), "cpu_stats": copy.deepcopy(cpu_stats), "precpu_stats": {}}
+
+
+def with_usage(cpu_stats: dict[str, Any], total: int) -> dict[str, Any]:
+    changed = copy.deepcopy(cpu_stats)
+    changed["cpu_usage"]["total_usage"] = total
+    return changed
+
+
+@pytest.fixture
+def engine() -> Iterator[FakeEngine]:
+    with fake_engine() as running:
+        yield running
+
+
+def collector_for(engine: FakeEngine, timeout: int = 2) -> ContainerCollector:
+    return ContainerCollector(timeout=timeout, client_factory=engine.client_factory)
+
+
+def test_a_known_container_averages_the_interval_since_our_previous_sample(engine: FakeEngine) -> None:
+    engine.add(FakeContainer("a" * 64, "web", [one_shot(FIXTURE["precpu_stats"]), one_shot(FIXTURE["cpu_stats"])]))
+    collector = collector_for(engine)
+    collector.prime()  # our first sample: the fixture's earlier one
+    metrics, error = collector.collect()
+    collector.close()
+    assert error is None
+    (web,) = metrics
+    assert web.container_name == "web"
+    assert web.cpu_percent == pytest.approx(EXPECTED.cpu_percent)
+    assert web.cpu_percent > 0
+    assert web.memory_usage_mb * 2**20 == pytest.approx(EXPECTED.memory_used_bytes)
+    assert (web.network_rx_bytes, web.pids) == (EXPECTED.network_rx_bytes, EXPECTED.pids)
+
+
+def test_a_container_first_seen_uses_the_daemons_two_samples_never_a_since_start_average(engine: FakeEngine) -> None:
+    collector = collector_for(engine)
+    collector.prime()  # nothing running yet
+    engine.add(FakeContainer("b" * 64, "late", [FIXTURE], started_at="2020-01-01T00:00:00Z"))
+    metrics, _ = collector.collect()
+    collector.close()
+    assert metrics[0].cpu_percent == pytest.approx(EXPECTED.cpu_percent)  # from the reply's own precpu_stats
+    stats_calls = [r for r in engine.requests if r.endswith("/stats")]
+    assert len(stats_calls) == 1
+
+
+def test_a_restart_between_cycles_is_measured_from_zero_and_inspected_again(engine: FakeEngine) -> None:
+    before = FIXTURE["cpu_stats"]
+    after = with_usage(FIXTURE["cpu_stats"], 30_000_000)  # the new process has used 30 ms so far
+    after["system_cpu_usage"] = before["system_cpu_usage"] + 2_000_000_000  # 2 s of two cores
+    container = engine.add(FakeContainer("c" * 64, "flaky", [one_shot(before), one_shot(after)]))
+    collector = collector_for(engine)
+    collector.prime()
+    container.restart_count = 1
+    metrics, _ = collector.collect()
+    # 30 ms of CPU over 2 s of system time on 2 CPUs: 1.5 % of a core, not a negative or huge figure.
+    assert metrics[0].cpu_percent == pytest.approx(0.030 / 2.0 * 2 * 100)
+    inspects = sum(1 for r in engine.requests if r.endswith("/json") and "/containers/c" in r)
+    collector.collect()  # inspected again: the restart count is picked up
+    collector.close()
+    assert sum(1 for r in engine.requests if r.endswith("/json") and "/containers/c" in r) == inspects + 1
+
+
+def test_a_container_gone_between_the_list_and_the_stats_call_is_skipped_quietly(
+    engine: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine.add(FakeContainer("d" * 64, "stays", [FIXTURE]))
+    engine.add(FakeContainer("e" * 64, "vanishes", [FIXTURE], listed_only=True))
+    collector = collector_for(engine)
+    metrics, error = collector.collect()
+    collector.close()
+    assert [m.container_name for m in metrics] == ["stays"]
+    assert error is None
+    assert [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []
+
+
+def test_a_stats_call_past_its_timeout_costs_only_that_container(engine: FakeEngine) -> None:
+    engine.add(FakeContainer("f" * 64, "quick", [FIXTURE]))
+    engine.add(FakeContainer("0" * 64, "stuck", [FIXTURE], stats_delay=2.5))
+    collector = collector_for(engine, timeout=1)
+    metrics, error = collector.collect()
+    collector.close()
+    assert [m.container_name for m in metrics] == ["quick"]
+    assert error == "stats unavailable for 1 of 2 containers: timeout"
+
+
+def test_a_daemon_outage_pauses_container_metrics_and_they_resume_by_themselves(engine: FakeEngine) -> None:
+    engine.add(FakeContainer("1" * 64, "web", [FIXTURE]))
+    collector = collector_for(engine)
+    assert len(collector.collect()[0]) == 1
+    engine.down()
+    metrics, error = collector.collect()
+    assert metrics == []
+    assert error is not None
+    assert error.startswith("docker daemon unreachable")
+    engine.up()
+    metrics, error = collector.collect()
+    collector.close()
+    assert ([m.container_name for m in metrics], error) == (["web"], None)
+
+
+def test_each_container_is_inspected_once_then_only_on_change_or_age(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = engine.add(FakeContainer("2" * 64, "web", [FIXTURE]))
+    collector = collector_for(engine)
+
+    def inspects() -> int:
+        return sum(1 for r in engine.requests if r.endswith(f"/containers/{container.container_id}/json"))
+
+    collector.collect()
+    collector.collect()
+    assert inspects() == 1
+    container.status = "Up 6 minutes (unhealthy)"  # a sign of change in the list
+    collector.collect()
+    assert inspects() == 2
+    clock = [0.0]
+    monkeypatch.setattr("agent.container_collector.time.monotonic", lambda: clock[0])
+    clock[0] = 1e9
+    collector.collect()  # older than INSPECT_MAX_AGE
+    collector.close()
+    assert inspects() == 3
+    assert INSPECT_MAX_AGE < 1e9
