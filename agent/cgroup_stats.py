@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import procfs
+from agent.docker_stats import EngineStats
+from agent.files import read_bytes, read_text
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _V1_CONTROLLERS = ("cpuacct", "memory", "blkio", "pids")
@@ -76,17 +78,12 @@ class CgroupLocation:
         return self.dirs.get("unified" if self.version == 2 else controller)
 
 
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 def _optional_int(path: str | None) -> int | None:
     """An integer file, or None if absent (no controller); 'max' means no limit."""
     if path is None:
         return None
     try:
-        data = _read_bytes(path).strip()
+        data = read_bytes(path).strip()
     except FileNotFoundError:
         return None
     return None if data == b"max" else int(data)
@@ -103,11 +100,6 @@ def inactive_file(memory_stat: bytes) -> dict[str, int]:
             key, _, value = line.partition(b" ")
             found[key.decode()] = int(value)
     return found
-
-
-def _read(path: Path) -> str:
-    with open(path, encoding="ascii") as handle:
-        return handle.read()
 
 
 def _flat_keyed(text: str) -> dict[str, int]:
@@ -167,7 +159,7 @@ class CgroupReader:
         self.root = sys_root / "fs" / "cgroup"
         self.proc = proc_root
         self.version = 2 if (self.root / "cgroup.controllers").exists() else 1
-        meminfo = _read(proc_root / "meminfo").split()
+        meminfo = read_text(proc_root / "meminfo").split()
         self.mem_total = int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024
 
     @property
@@ -185,7 +177,7 @@ class CgroupReader:
         cgroup.procs: from inside a container it lists only the pids of the reader's namespace.
         """
         try:
-            lines = _read(self.proc / str(pid) / "cgroup").splitlines()
+            lines = read_text(self.proc / str(pid) / "cgroup").splitlines()
         except OSError:
             lines = []
         if self.version == 1:
@@ -226,23 +218,23 @@ class CgroupReader:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def read(self, location: CgroupLocation, pid: int, host_network: bool, system: tuple[int, int]) -> dict[str, Any]:
+    def read(self, location: CgroupLocation, pid: int, host_network: bool, system: tuple[int, int]) -> EngineStats:
         """One stats object in the Engine API's shape; OSError if the cgroup is gone."""
         files = location.files
         system_usage, online = system
         if location.version == 1:
-            cpu = int(_read_bytes(files["cpu"]))
+            cpu = int(read_bytes(files["cpu"]))
         else:
-            cpu = _flat_keyed(_read_bytes(files["cpu"]).decode())["usage_usec"] * 1000
+            cpu = _flat_keyed(read_bytes(files["cpu"]).decode())["usage_usec"] * 1000
         memory: dict[str, Any] = {}
         if (usage := _optional_int(files.get("memory"))) is not None:
             limit = _optional_int(files.get("limit"))
             memory = {
                 "usage": usage,
                 "limit": min(limit if limit is not None else 2**64 - 1, self.mem_total),  # as the daemon clamps
-                "stats": inactive_file(_read_bytes(files["memory_stat"])),
+                "stats": inactive_file(read_bytes(files["memory_stat"])),
             }
-        stats: dict[str, Any] = {
+        stats: EngineStats = {
             "read": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "cpu_stats": {"cpu_usage": {"total_usage": cpu}, "system_cpu_usage": system_usage, "online_cpus": online},
             "memory_stats": memory,
@@ -250,7 +242,7 @@ class CgroupReader:
             "pids_stats": {"current": pids} if (pids := _optional_int(files.get("pids"))) is not None else {},
         }
         if not host_network:  # a gone first process raises: the caller falls back to the API
-            stats["networks"] = container_networks(_read_bytes(f"{self.proc}/{pid}/net/dev").decode("ascii", "replace"))
+            stats["networks"] = container_networks(read_bytes(f"{self.proc}/{pid}/net/dev").decode("ascii", "replace"))
         return stats
 
     @staticmethod
@@ -258,16 +250,16 @@ class CgroupReader:
         files = location.files
         if location.version == 2:
             try:
-                return parse_io_stat_v2(_read_bytes(files["io"]).decode())
+                return parse_io_stat_v2(read_bytes(files["io"]).decode())
             except FileNotFoundError:
                 return []
         if "cfq_bytes" in files:  # containerd: CFQ files when they have entries, else the throttle file
-            counted = parse_blkio_v1(_read_bytes(files["cfq_serviced"]).decode())
-            service_bytes = parse_blkio_v1(_read_bytes(files["cfq_bytes"]).decode())
+            counted = parse_blkio_v1(read_bytes(files["cfq_serviced"]).decode())
+            service_bytes = parse_blkio_v1(read_bytes(files["cfq_bytes"]).decode())
             if counted or service_bytes:
                 return service_bytes
         throttle = files.get("throttle")
-        return parse_blkio_v1(_read_bytes(throttle).decode()) if throttle is not None else []
+        return parse_blkio_v1(read_bytes(throttle).decode()) if throttle is not None else []
 
 
 def _is_theirs(directory: Path, container_id: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,7 +28,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from agent import cpu_baseline, docker_stats
 from agent.cgroup_stats import CgroupReader, system_cpu_sample
 from agent.cpu_baseline import CpuStats, SystemReading
+from agent.docker_stats import EngineStats
 from agent.engine_api import Details, Listed, api_tuple, container_metrics, short_reason
+from agent.files import read_text
 from agent.problems import Problems
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetrics
@@ -160,7 +162,7 @@ class ContainerCollector:
         # started after this reading, so next cycle zero usage at this reading is its exact baseline.
         system_read_at = time.time()
         if self._cgroups is not None:
-            self._system = system_cpu_sample((self._cgroups.proc / "stat").read_text())
+            self._system = system_cpu_sample(read_text(self._cgroups.proc / "stat"))
         try:
             listed = self._list_running()
         except _TRANSIENT as exc:
@@ -241,7 +243,7 @@ class ContainerCollector:
         try:
             details = self._inspect(api, container_id) if inspect or known is None else known.details
             baseline = cpu_baseline.baseline(known.cpu_stats if known else None, details.started_at, self._last_cycle)
-            stats: Mapping[str, Any] | None = None
+            stats: EngineStats | None = None
             if self._cgroups is not None and details.cgroup is not None and (priming or baseline is not None):
                 try:
                     stats = self._cgroups.read(details.cgroup, details.pid, details.host_network, self._system)

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 Json = Mapping[str, Any]
 
-MIB = float(2**20)
+
+class EngineStats(TypedDict, total=False):
+    """The part of the Engine API's stats object the formulas read (``GET /containers/{id}/stats``).
+
+    Both sources produce it: the Engine's reply as is, and ``CgroupReader.read`` from cgroup files.
+    Every key may be missing (a stopped container's reply is all but empty).
+    """
+
+    read: str
+    cpu_stats: Json
+    precpu_stats: Json
+    memory_stats: Json
+    networks: Mapping[str, Json]
+    blkio_stats: Json
+    pids_stats: Json
 
 
 def cpu_percent(current: Json, previous: Json) -> float:
@@ -98,7 +112,7 @@ class StatsFigures:
     pids: int
 
 
-def figures(stats: Json, previous_cpu_stats: Json | None = None) -> StatsFigures:
+def figures(stats: EngineStats, previous_cpu_stats: Json | None = None) -> StatsFigures:
     """All columns of one stats object.
 
     CPU is computed against ``previous_cpu_stats`` (the agent's own earlier sample) when given,
@@ -124,7 +138,7 @@ def figures(stats: Json, previous_cpu_stats: Json | None = None) -> StatsFigures
     )
 
 
-def has_sample(stats: Json) -> bool:
+def has_sample(stats: EngineStats) -> bool:
     """False for the empty object the daemon sends for a stopped or restarting container."""
     read = str(stats.get("read") or "")
     return bool(read) and not read.startswith("0001-01-01")

@@ -15,6 +15,7 @@ from agent import docker_stats
 from agent.cgroup_stats import CgroupLocation
 from agent.problems import Problems, build
 from contract.models import ContainerMetrics
+from contract.units import MIB
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
@@ -109,8 +110,8 @@ def container_metrics(
         "pids": figures.pids,
         "cpu_percent": figures.cpu_percent,
         "memory_percent": figures.memory_percent,
-        "memory_usage_mb": figures.memory_used_bytes / docker_stats.MIB,
-        "memory_limit_mb": figures.memory_limit_bytes / docker_stats.MIB,
+        "memory_usage_mb": figures.memory_used_bytes / MIB,
+        "memory_limit_mb": figures.memory_limit_bytes / MIB,
         "network_rx_bytes": figures.network_rx_bytes,
         "network_tx_bytes": figures.network_tx_bytes,
         "block_read_bytes": figures.block_read_bytes,

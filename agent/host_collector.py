@@ -5,17 +5,47 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import psutil
 
 from agent import procfs, sysfs
+from agent.files import read_optional, read_text
 from agent.problems import Problems
+from contract.units import GIB, MIB
 
 log = logging.getLogger(__name__)
 
-MIB = float(2**20)
-GIB = float(2**30)
+
+class HostFields(TypedDict, total=False):
+    """The NodeMetrics fields read from the host (node_id, time, cycle and agent come from the cycle).
+
+    A source that could not be read leaves its keys out: they are null in the message.
+    """
+
+    cpu_percent: float
+    cpu_per_core: list[float]
+    cpu_count: int
+    cpu_freq_mhz: float | None
+    load_1: float | None
+    load_5: float | None
+    load_15: float | None
+    uptime_seconds: float | None
+    memory_percent: float
+    memory_used_mb: float
+    memory_total_mb: float
+    memory_available_mb: float
+    swap_percent: float
+    swap_used_mb: float
+    swap_total_mb: float
+    disk_percent: float
+    disk_used_gb: float
+    disk_total_gb: float
+    network_bytes_sent: int
+    network_bytes_recv: int
+    temperature_c: float | None
+    under_voltage: bool | None
+    memory_cgroup_enabled: bool | None
 
 
 class HostPaths:
@@ -67,13 +97,13 @@ class HostCollector:
         self._cpu_total = psutil.cpu_times()
         self._cpu_cores = psutil.cpu_times(percpu=True)
 
-    def collect(self) -> dict[str, Any]:
+    def collect(self) -> HostFields:
         """Node figures as NodeMetrics fields (without node_id, timestamp and agent).
 
         Each source is read on its own: one that raises is counted in ``problems`` as
         ``<source>_unreadable`` and its fields are left out (null), the others are published.
         """
-        fields: dict[str, Any] = {"memory_cgroup_enabled": self._memory_cgroup}
+        fields: HostFields = {"memory_cgroup_enabled": self._memory_cgroup}
         for source, read in (
             ("cpu", self._cpu),
             ("memory", self._memory),
@@ -88,7 +118,7 @@ class HostCollector:
                 self.problems.count(f"{source}_unreadable", f"{type(exc).__name__}: {exc}", with_traceback=True)
         return fields
 
-    def _cpu(self) -> dict[str, Any]:
+    def _cpu(self) -> HostFields:
         # Both lines are read: the kernel rounds each line of /proc/stat to ticks on its own, so the
         # ``cpu`` line is not the sum of the ``cpuN`` lines (a 0.75 % interval reads 0.50 % summed).
         total = psutil.cpu_times()
@@ -98,7 +128,7 @@ class HostCollector:
         self._cpu_total, self._cpu_cores = total, cores
         return {"cpu_percent": cpu_percent, "cpu_per_core": per_core, "cpu_count": len(cores)}
 
-    def _memory(self) -> dict[str, Any]:
+    def _memory(self) -> HostFields:
         memory = psutil.virtual_memory()
         used = memory.total - memory.available
         swap = psutil.swap_memory()
@@ -112,7 +142,7 @@ class HostCollector:
             "swap_total_mb": swap.total / MIB,
         }
 
-    def _disk(self) -> dict[str, Any]:
+    def _disk(self) -> HostFields:
         disk = psutil.disk_usage(str(self.paths.disk))
         return {
             "disk_percent": disk.used / (disk.used + disk.free) * 100.0 if disk.used + disk.free else 0.0,
@@ -120,8 +150,8 @@ class HostCollector:
             "disk_total_gb": disk.total / GIB,
         }
 
-    def _network(self) -> dict[str, Any]:
-        text = self.paths.net_dev.read_text(encoding="ascii", errors="replace")
+    def _network(self) -> HostFields:
+        text = read_text(self.paths.net_dev)
         sent, recv = procfs.network_totals(text, self._physical)
         return {"network_bytes_sent": sent, "network_bytes_recv": recv}
 
@@ -130,29 +160,21 @@ class HostCollector:
         physical = sysfs.physical_interface(self.paths.sys, interface)
         return procfs.is_counted_interface(interface) if physical is None else physical
 
-    def _load(self) -> dict[str, Any]:
-        loads = _optional(procfs.parse_loadavg, _read_text(self.paths.proc / "loadavg"))
+    def _load(self) -> HostFields:
+        loads = _optional(procfs.parse_loadavg, read_optional(self.paths.proc / "loadavg"))
         return {
             "load_1": loads[0] if loads else None,
             "load_5": loads[1] if loads else None,
             "load_15": loads[2] if loads else None,
-            "uptime_seconds": _optional(procfs.parse_uptime, _read_text(self.paths.proc / "uptime")),
+            "uptime_seconds": _optional(procfs.parse_uptime, read_optional(self.paths.proc / "uptime")),
         }
 
-    def _sensor_readings(self) -> dict[str, Any]:
+    def _sensor_readings(self) -> HostFields:
         return {
             "cpu_freq_mhz": self._sensors.cpu_freq_mhz(),
             "temperature_c": self._sensors.temperature_c(),
             "under_voltage": self._sensors.under_voltage(),
         }
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        return None
 
 
 def _optional(parse: Any, text: str | None) -> Any:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import time
 
+from agent.files import read_bytes
+from contract.units import MIB
+
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-MIB = float(2**20)
 
 
 def rss_bytes() -> int:
     """Current resident set size of this process, bytes."""
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * _PAGE_SIZE
+    return int(read_bytes("/proc/self/statm").split()[1]) * _PAGE_SIZE
 
 
 class SelfMonitor:

@@ -10,12 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii", errors="replace").strip()
-    except OSError:
-        return None
+from agent.files import read_optional
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +25,10 @@ class Sensors:
     def find(cls, sys_root: Path) -> Sensors:
         # The SoC's thermal zone is of type cpu-thermal on a Pi; elsewhere the first zone.
         zones = sorted((sys_root / "class" / "thermal").glob("thermal_zone*"))
-        zone = next((z for z in zones if "cpu" in (_read(z / "type") or "")), zones[0] if zones else None)
+        zone = next((z for z in zones if "cpu" in (read_optional(z / "type") or "")), zones[0] if zones else None)
         # The Raspberry Pi's under-voltage alarm: hwmon named rpi_volt, in0_lcrit_alarm.
         hwmons = sorted((sys_root / "class" / "hwmon").glob("hwmon*"))
-        rpi_volt = next((h for h in hwmons if _read(h / "name") == "rpi_volt"), None)
+        rpi_volt = next((h for h in hwmons if read_optional(h / "name") == "rpi_volt"), None)
         policies = sorted((sys_root / "devices" / "system" / "cpu" / "cpufreq").glob("policy*"))
         return cls(
             temperature=zone / "temp" if zone is not None else None,
@@ -43,7 +38,7 @@ class Sensors:
 
     def temperature_c(self) -> float | None:
         """SoC temperature in degrees C (the zone's temp is in millidegrees)."""
-        raw = _read(self.temperature) if self.temperature is not None else None
+        raw = read_optional(self.temperature) if self.temperature is not None else None
         try:
             return int(raw) / 1000.0 if raw else None
         except ValueError:
@@ -51,12 +46,12 @@ class Sensors:
 
     def under_voltage(self) -> bool | None:
         """True while the Pi reports under-voltage; None if not a Pi."""
-        alarm = _read(self.under_voltage_alarm) if self.under_voltage_alarm is not None else None
+        alarm = read_optional(self.under_voltage_alarm) if self.under_voltage_alarm is not None else None
         return None if alarm is None else alarm == "1"
 
     def cpu_freq_mhz(self) -> float | None:
         """Mean of the cpufreq policies' ``scaling_cur_freq`` (kHz) in MHz: the requested clock."""
-        values = [int(raw) for path in self.cpu_frequencies if (raw := _read(path)) and raw.isdigit()]
+        values = [int(raw) for path in self.cpu_frequencies if (raw := read_optional(path)) and raw.isdigit()]
         return sum(values) / len(values) / 1000.0 if values else None
 
 
@@ -77,10 +72,10 @@ def memory_cgroup_enabled(sys_root: Path, proc_root: Path) -> bool | None:
     cgroup v2: ``memory`` in the root's ``cgroup.controllers``. cgroup v1: the ``enabled`` column
     of the memory row in ``/proc/cgroups`` (not used on v2: 6.12 kernels drop the row there).
     """
-    controllers = _read(sys_root / "fs" / "cgroup" / "cgroup.controllers")
+    controllers = read_optional(sys_root / "fs" / "cgroup" / "cgroup.controllers")
     if controllers is not None:
         return "memory" in controllers.split()
-    table = _read(proc_root / "cgroups")
+    table = read_optional(proc_root / "cgroups")
     if table is None:
         return None
     for line in table.splitlines():

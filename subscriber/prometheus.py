@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -12,11 +13,9 @@ from prometheus_client.registry import Collector
 
 from contract.models import ContainerMetrics, NodeMetrics
 from contract.topics import TopicKind
+from contract.units import GIB, MIB
 from subscriber.decoding import Reason
 from subscriber.state import Availability, FleetState, NodeView
-
-MIB = 2**20
-GIB = 2**30
 
 
 class SubscriberCounters:
@@ -67,15 +66,23 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return value * factor if value is not None else None
 
 
+M = TypeVar("M")
+
+
 @dataclass(frozen=True)
-class _Figure:
+class _Figure(Generic[M]):
+    """One exported series: its name, help, how to read it from a message, gauge or counter."""
+
     name: str
     help: str
-    value: Callable[[NodeMetrics], float | int | bool | None]
+    value: Callable[[M], float | int | bool | None]
     counter: bool = False
 
+    def family(self, labels: list[str]) -> GaugeMetricFamily | CounterMetricFamily:
+        return (CounterMetricFamily if self.counter else GaugeMetricFamily)(self.name, self.help, labels=labels)
 
-NODE_FIGURES = [
+
+NODE_FIGURES: list[_Figure[NodeMetrics]] = [
     _Figure("otto_node_cpu_percent", "Busy CPU over the last interval, percent of all cores.", lambda m: m.cpu_percent),
     _Figure("otto_node_cpu_count", "Online logical CPUs.", lambda m: m.cpu_count),
     _Figure(
@@ -125,24 +132,26 @@ NODE_FIGURES = [
     ),
 ]
 
-ContainerValue = Callable[[ContainerMetrics], float | int]
-
-CONTAINER_FIGURES: list[tuple[str, str, ContainerValue, bool]] = [
-    ("otto_container_cpu_percent", "CPU over the interval, percent of one core.", lambda c: c.cpu_percent, False),
-    (
-        "otto_container_memory_usage_bytes",
-        "Memory minus inactive page cache.",
-        lambda c: c.memory_usage_mb * MIB,
-        False,
+CONTAINER_FIGURES: list[_Figure[ContainerMetrics]] = [
+    _Figure("otto_container_cpu_percent", "CPU over the interval, percent of one core.", lambda c: c.cpu_percent),
+    _Figure(
+        "otto_container_memory_usage_bytes", "Memory minus inactive page cache.", lambda c: c.memory_usage_mb * MIB
     ),
-    ("otto_container_memory_limit_bytes", "Memory limit (host RAM if none).", lambda c: c.memory_limit_mb * MIB, False),
-    ("otto_container_memory_percent", "Memory usage / limit, percent.", lambda c: c.memory_percent, False),
-    ("otto_container_network_receive_bytes", "Bytes received.", lambda c: c.network_rx_bytes, True),
-    ("otto_container_network_transmit_bytes", "Bytes sent.", lambda c: c.network_tx_bytes, True),
-    ("otto_container_block_read_bytes", "Bytes read from block devices.", lambda c: c.block_read_bytes, True),
-    ("otto_container_block_write_bytes", "Bytes written to block devices.", lambda c: c.block_write_bytes, True),
-    ("otto_container_pids", "Processes and threads.", lambda c: c.pids, False),
-    ("otto_container_restarts", "Restarts by the restart policy.", lambda c: c.restart_count, True),
+    _Figure("otto_container_memory_limit_bytes", "Memory limit (host RAM if none).", lambda c: c.memory_limit_mb * MIB),
+    _Figure("otto_container_memory_percent", "Memory usage / limit, percent.", lambda c: c.memory_percent),
+    _Figure("otto_container_network_receive_bytes", "Bytes received.", lambda c: c.network_rx_bytes, counter=True),
+    _Figure("otto_container_network_transmit_bytes", "Bytes sent.", lambda c: c.network_tx_bytes, counter=True),
+    _Figure(
+        "otto_container_block_read_bytes", "Bytes read from block devices.", lambda c: c.block_read_bytes, counter=True
+    ),
+    _Figure(
+        "otto_container_block_write_bytes",
+        "Bytes written to block devices.",
+        lambda c: c.block_write_bytes,
+        counter=True,
+    ),
+    _Figure("otto_container_pids", "Processes and threads.", lambda c: c.pids),
+    _Figure("otto_container_restarts", "Restarts by the restart policy.", lambda c: c.restart_count, counter=True),
 ]
 
 
@@ -197,8 +206,7 @@ class FleetCollector(Collector):
 
         with_metrics = [v for v in views if v.metrics is not None]
         for figure in NODE_FIGURES:
-            family_type = CounterMetricFamily if figure.counter else GaugeMetricFamily
-            family = family_type(figure.name, figure.help, labels=["node"])
+            family = figure.family(["node"])
             for view in with_metrics:
                 assert view.metrics is not None
                 value = figure.value(view.metrics)
@@ -218,10 +226,7 @@ class FleetCollector(Collector):
 
     def _container_figures(self, views: list[NodeView]) -> Iterator[Metric]:
         labels = ["node", "container", "image"]
-        families: list[tuple[GaugeMetricFamily | CounterMetricFamily, ContainerValue]] = [
-            ((CounterMetricFamily if counter else GaugeMetricFamily)(name, text, labels=labels), getter)
-            for name, text, getter, counter in CONTAINER_FIGURES
-        ]
+        families = [(figure.family(labels), figure.value) for figure in CONTAINER_FIGURES]
         health = GaugeMetricFamily(
             "otto_container_health_status", "1 for the container's health.", labels=[*labels, "status"]
         )
@@ -233,7 +238,9 @@ class FleetCollector(Collector):
                 named.add(container.container_name)
                 key = [view.node_id, container.container_name, container.image]
                 for family, getter in families:
-                    family.add_metric(key, float(getter(container)))
+                    value = getter(container)
+                    if value is not None:
+                        family.add_metric(key, float(value))
                 if container.health is not None:
                     health.add_metric([*key, container.health], 1.0)
         yield from (family for family, _ in families)

@@ -13,8 +13,9 @@ import pytest
 from agent import procfs, sysfs
 from agent.collector import MetricsCollector
 from agent.container_collector import ContainerCollector
-from agent.host_collector import GIB, HostCollector, HostPaths
+from agent.host_collector import HostCollector, HostPaths
 from agent.problems import Problems
+from contract.units import GIB
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 PI = HOSTS / "rpi4-bookworm"
