@@ -144,7 +144,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     counts = [r["containers"] for r in results["cycle"]]
     figure, axis = plt.subplots(figsize=(9, 4.2), dpi=120)
     for key, label, style in (
-        ("naive_loop", "plan's naive loop (sequential stats, est.)", "s-"),
+        ("naive_loop", "naive loop (sequential stats, est.)", "s-"),
         ("docker_stats", "docker stats --no-stream", "o-"),
         ("agent_api_only", "agent, Engine API only", "^-"),
         ("agent", "agent (cgroups, default)", "D-"),

@@ -4,8 +4,8 @@ Side by side in the same run, on the same containers:
 * the agent's cycle (MetricsCollector.collect: node + every container), as it runs by default
   (container cgroups read through the host root) and with the Engine API only (no host root),
 * ``docker stats --no-stream`` for the same containers,
-* the original plan's naive loop: one blocking ``stats(stream=False)`` per container, one after
-  another (for large N a sample of containers is measured and extrapolated).
+* a naive loop (the one the project's first plan sketched): one blocking ``stats(stream=False)``
+  per container, one after another (for large N a sample of containers is measured and extrapolated).
 Each is measured by wall time, its own CPU time, and the CPU the Docker daemon (dockerd,
 containerd, shims) spent meanwhile, less the daemon's idle rate measured just before.
 """
@@ -98,7 +98,7 @@ def docker_stats_no_stream(names: list[str]) -> None:
 
 
 def naive_loop(client: docker.DockerClient, containers: list[Any]) -> None:
-    """The original plan's collection: one blocking two-sample stats call after another."""
+    """A naive collection: one blocking two-sample stats call after another."""
     for container in containers:
         client.api.stats(container.id, stream=False)
 

@@ -104,7 +104,7 @@ class MetricsSubscriber:
         self._client = self._make_client()
         self._network = network_thread(self._client, "otto-subscriber-mqtt")
 
-    # -- the plan's public API ----------------------------------------------------------------------
+    # -- public API: start, stop, handlers ----------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect (retrying forever) and start handling messages in the background."""
@@ -132,7 +132,7 @@ class MetricsSubscriber:
         return {"worker": self._worker, "mqtt": self._network}
 
     def on_node_metrics(self, msg: NodeMetrics) -> None:
-        """Handle incoming node metrics: log the plan's line, then call registered handlers."""
+        """Handle incoming node metrics: log its one line, then call registered handlers."""
         if self.log_messages:
             message_log.info("[%s] CPU: %.1f%% MEM: %.1f%%", msg.node_id, msg.cpu_percent, msg.memory_percent)
         self._call(self._node_handlers, msg)

@@ -55,7 +55,7 @@ class SubscriberSettings(MqttSettings):
     api_host: str = "0.0.0.0"  # noqa: S104  (the API is meant to be reachable; compose publishes it)
     api_port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "INFO"
-    log_messages: bool = Field(True, description="Log the plan's per-message lines at INFO.")
+    log_messages: bool = Field(True, description="Log one line per node message and per container at INFO.")
 
     @model_validator(mode="after")
     def _check_retention(self) -> SubscriberSettings:

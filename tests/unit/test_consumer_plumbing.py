@@ -63,7 +63,7 @@ def test_messages_reach_state_history_and_handlers_and_a_flood_is_refused_early(
     assert counters.rejected.labels("rate_limited")._value.get() == 15
     assert store.count("node_samples") == 2  # node-a's and the first of node-b's (identical stamps)
     assert store.count("container_samples") == 1
-    assert "[node-a] CPU: 12.5% MEM: 40.0%" in caplog.text  # the plan's per-message line
+    assert "[node-a] CPU: 12.5% MEM: 40.0%" in caplog.text  # the per-message line
     assert "  [web] CPU: 3.5% MEM: 40.0MB" in caplog.text
     assert counters.queue_depth._value.get() == 0
     assert subscriber.admission.messages == 0
