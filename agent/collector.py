@@ -91,7 +91,12 @@ class MetricsCollector:
             self.problems.count("containers_unreadable", f"{type(exc).__name__}: {exc}", with_traceback=True)
             containers, error = [], f"container metrics failed: {type(exc).__name__}: {exc}"
         values = {"node_id": self.node_id, "timestamp": timestamp or utc_now(), "cycle": cycle, "error": error}
-        return build(ContainerMetricsBatch, {**values, "containers": containers}, self.problems, "containers")
+        try:
+            return build(ContainerMetricsBatch, {**values, "containers": containers}, self.problems, "containers")
+        except ValidationError as exc:  # e.g. more containers than a message may carry: say so, publish none
+            self.problems.count("containers_skipped", str(exc).splitlines()[0])
+            refused = f"container metrics refused by the contract: {str(exc).splitlines()[0]}"
+            return build(ContainerMetricsBatch, {**values, "containers": [], "error": refused}, self.problems, "")
 
     def collect(self) -> tuple[NodeMetrics | None, ContainerMetricsBatch]:
         """One cycle: both messages with the same timestamp and cycle; the node message times the cycle.

@@ -15,7 +15,9 @@ from agent.collector import MetricsCollector
 from agent.container_collector import ContainerCollector
 from agent.host_collector import HostCollector, HostPaths
 from agent.problems import Problems
+from contract import ContainerMetrics
 from contract.units import GIB
+from tests.support.messages import container
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 PI = HOSTS / "rpi4-bookworm"
@@ -244,3 +246,20 @@ def test_a_reading_that_raises_or_is_out_of_range_nulls_its_fields_only(tmp_path
     assert node.network_bytes_recv == 1234567890 + 5000
     assert node.agent.problems == {"disk_unreadable": 1, "nulled": 1}
     assert collector.collect_node_metrics().agent.problems == {"disk_unreadable": 2, "nulled": 2}
+
+
+def test_a_batch_the_contract_refuses_costs_the_containers_not_the_cycle(tmp_path: Path) -> None:
+    """More containers than one message may carry (10,000): the node message still goes out."""
+
+    class Crowded(ContainerCollector):
+        def collect(self) -> tuple[list[ContainerMetrics], str | None]:
+            return [container(f"c{i}") for i in range(10_001)], None
+
+    problems = Problems()
+    collector = MetricsCollector("pi", HostCollector(HostPaths(host_copy(PI, tmp_path)), problems), Crowded(), 5.0)
+    node, batch = collector.collect()
+    assert node is not None
+    assert batch.containers == []
+    assert batch.error is not None
+    assert batch.error.startswith("container metrics refused by the contract")
+    assert node.agent.problems["containers_skipped"] == 1
