@@ -180,7 +180,7 @@ class ContainerCollector:
         # needing the API (inspect, or stats without a cgroup) go to the worker pool.
         planned: list[tuple[Listed, bool, bool]] = []  # (container, needs inspect, readable here)
         now = time.monotonic()
-        for container in map(Listed.parse, listed):
+        for container in self._parse_listed(listed):
             previous = self._known.get(container.container_id)
             inspect = _needs_inspect(previous, container, now)
             planned.append(
@@ -216,6 +216,16 @@ class ContainerCollector:
         summary = f"stats unavailable for {len(errors)} of {len(listed)} containers: {sorted(set(errors))[0]}"
         self._warn.warning("stats", "%s", summary)
         return metrics, summary
+
+    def _parse_listed(self, listed: list[dict[str, Any]]) -> list[Listed]:
+        """The list reply's entries; one the agent cannot read is skipped and counted, not fatal."""
+        parsed = []
+        for entry in listed:
+            try:
+                parsed.append(Listed.parse(entry))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.problems.count("container_skipped", f"unreadable list entry: {type(exc).__name__}: {exc}")
+        return parsed
 
     def _inspect(self, api: docker.APIClient, container_id: str) -> Details:
         details = Details.parse(api.inspect_container(container_id), inspected_at=time.monotonic())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 from pathlib import Path
 from typing import Any, TypedDict
@@ -13,8 +12,6 @@ from agent import procfs, sysfs
 from agent.files import read_optional, read_text
 from agent.problems import Problems
 from contract.units import GIB, MIB
-
-log = logging.getLogger(__name__)
 
 
 class HostFields(TypedDict, total=False):

@@ -86,7 +86,6 @@ class MetricsSubscriber:
         self.state = state
         self.store = store
         self.counters = counters
-        self.retention = retention
         self.log_messages = log_messages
         self.ingestor = Ingestor(state, store, counters, self._dispatch, max_payload_bytes, retention)
         self.admission = Admission(limits.node_rate, limits.node_burst, limits.queue_messages, limits.queue_bytes)

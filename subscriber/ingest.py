@@ -202,12 +202,7 @@ class Ingestor:
                 return None
             latest = [view for node_id in batch.touched if (view := self.state.get(node_id)) is not None]
             try:
-                try:
-                    written = self.store.write(batch.nodes, batch.containers, latest)
-                except StoreUnavailable:
-                    raise
-                except Exception as exc:  # about the rows, not the medium: find the ones at fault
-                    written = self._write_one_by_one(batch, latest, exc)
+                written = self._write(batch, latest)
             except StoreUnavailable as exc:
                 self._store_down(str(exc))
                 return None
@@ -216,6 +211,16 @@ class Ingestor:
             self.counters.rows_stored.labels("container_samples").inc(written.containers)
         self._batch = _Batch()
         return [entry.token for entry in batch.entries if entry.token is not None]
+
+    def _write(self, batch: _Batch, latest: list[NodeView]) -> Written:
+        """The batch in one transaction; if the store refuses it (not the medium), one by one."""
+        assert self.store is not None
+        try:
+            return self.store.write(batch.nodes, batch.containers, latest)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            return self._write_one_by_one(batch, latest, exc)
 
     def _write_one_by_one(self, batch: _Batch, latest: list[NodeView], error: Exception) -> Written:
         assert self.store is not None

@@ -62,6 +62,7 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.containers: dict[str, FakeContainer] = {}
+        self.odd_entries: list[object] = []  # served in the list reply as they are, after the containers
         self.requests: list[str] = []
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -84,7 +85,7 @@ class FakeEngine:
                 path = self.path.split("?", 1)[0]
                 engine.requests.append(path)
                 if path.endswith("/containers/json"):
-                    return self._reply(200, [c.list_entry() for c in engine.containers.values()])
+                    return self._reply(200, [c.list_entry() for c in engine.containers.values()] + engine.odd_entries)
                 for pattern, kind in ((_INSPECT, "inspect"), (_STATS, "stats")):
                     match = pattern.match(path)
                     if match:

@@ -149,3 +149,14 @@ def test_each_container_is_inspected_once_then_only_on_change_or_age(
     collector.close()
     assert inspects() == 3
     assert INSPECT_MAX_AGE < 1e9
+
+
+def test_a_list_entry_the_agent_cannot_read_costs_that_entry_only(engine: FakeEngine) -> None:
+    engine.add(FakeContainer("3" * 64, "web", [FIXTURE]))
+    engine.odd_entries = [{"Names": ["/no-id"]}, {"Id": "4" * 64, "Names": 7}]
+    collector = collector_for(engine)
+    metrics, error = collector.collect()
+    collector.close()
+    assert [m.container_name for m in metrics] == ["web"]
+    assert error is None
+    assert collector.problems.snapshot() == {"container_skipped": 2}
