@@ -279,7 +279,7 @@ class ContainerCollector:
             baseline = rebased
             details = replace(details, inspected_at=0.0)  # a new first process: look again next cycle
         figures = docker_stats.figures(stats, baseline)
-        metrics = container_metrics(container, details.restart_count, figures, self.problems)
+        metrics = container_metrics(container, details.restart_count, figures, self.problems, details.started_at)
         remembered = _Known(cpu_stats, container.state, container.health, details) if sampled else None
         return _Result(container_id, metrics=metrics, known=remembered)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agent import docker_stats
@@ -97,7 +97,11 @@ class Details:
 
 
 def container_metrics(
-    listed: Listed, restart_count: int, figures: docker_stats.StatsFigures, problems: Problems
+    listed: Listed,
+    restart_count: int,
+    figures: docker_stats.StatsFigures,
+    problems: Problems,
+    started_at: float | None = None,
 ) -> ContainerMetrics:
     """The wire message of one container; what the contract refuses is mended by the problems rule."""
     values = {
@@ -107,6 +111,7 @@ def container_metrics(
         "state": listed.state,
         "health": listed.health,
         "restart_count": restart_count,
+        "started_at": datetime.fromtimestamp(started_at, UTC) if started_at is not None else None,
         "pids": figures.pids,
         "cpu_percent": figures.cpu_percent,
         "memory_percent": figures.memory_percent,

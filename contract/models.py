@@ -145,6 +145,9 @@ class ContainerMetrics(WireModel):
     state: ShortText = Field("running", description="Docker state: running, paused, restarting, ...")
     health: ShortText | None = Field(None, description="healthy, unhealthy, starting; null without a healthcheck.")
     restart_count: Counter = 0
+    started_at: UtcDatetime | None = Field(
+        None, description="When the container's current run started (inspect State.StartedAt), UTC; null if unknown."
+    )
     pids: Counter = Field(0, description="Processes and threads in the container.")
 
     cpu_percent: NonNegative = Field(

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings_or_exit(SubscriberSettings, PROGRAM)
     setup_logging(settings.log_level)
     try:
-        store = SqliteHistoryStore(settings.db_path)
+        store = SqliteHistoryStore(settings.db_path, retention=settings.history_retention)
     except (OSError, sqlite3.Error) as exc:
         fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
 

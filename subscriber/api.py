@@ -1,50 +1,35 @@
 """The control plane's HTTP API (FastAPI): fleet state, history, health, Prometheus metrics.
 
-OpenAPI is served at ``/openapi.json`` and ``/docs``.
+OpenAPI is served at ``/openapi.json``; the interactive ``/docs`` page is off, since it would load
+its scripts from a CDN (the dashboard makes no request to any other host).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from common import __version__
 from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import NODE_ID_PATTERN
+from subscriber.dashboard import SecurityHeaders, dashboard_router, static_files
+from subscriber.live import live_router
+from subscriber.series_api import series_router
 from subscriber.state import FleetState, NodeView
 from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, HistoryStore
+from subscriber.summaries import FleetSummaries, NodeSummary, epoch
 
 MAX_POINTS = 10_000
 DEFAULT_WINDOW = timedelta(hours=1)
 
 NodeIdPath = Annotated[str, Path(pattern=NODE_ID_PATTERN, description="Node id.")]
-
-
-class NodeSummary(BaseModel):
-    """One line of the fleet overview."""
-
-    node_id: str
-    status: Literal["online", "offline", "stale"]
-    last_seen: datetime | None = Field(description="When anything was last received from the node (UTC).")
-    agent_version: str | None
-    interval_seconds: float
-    cpu_percent: float | None
-    memory_percent: float | None
-    disk_percent: float | None
-    temperature_c: float | None
-    under_voltage: bool | None
-    memory_cgroup_enabled: bool | None
-    containers: int | None = Field(description="Containers in the latest batch.")
-    clock_skew_seconds: float | None = Field(
-        description="How far the node's clock was ahead (negative: behind) when its latest metrics arrived."
-    )
 
 
 class NodeDetail(BaseModel):
@@ -97,10 +82,6 @@ class Health(BaseModel):
     nodes: int
 
 
-def _epoch(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
-
-
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -116,10 +97,13 @@ def create_app(
         title="otto-metrics control plane",
         version=__version__,
         description="Live state and history of a fleet of Raspberry Pi Docker hosts.",
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(SecurityHeaders)
 
-    def availability(view: NodeView) -> Literal["online", "offline", "stale"]:
-        return view.availability(time.time(), state.stale_after).value
+    summaries = FleetSummaries(state, store)
 
     def known(node_id: str) -> NodeView:
         view = state.get(node_id)
@@ -127,42 +111,28 @@ def create_app(
             raise HTTPException(404, f"unknown node {node_id!r}")
         return view
 
-    @app.get("/api/nodes", summary="Every node with its status, last-seen time and a summary")
-    def list_nodes() -> list[NodeSummary]:
-        summaries = []
-        for view in state.snapshot():
-            m = view.metrics
-            summaries.append(
-                NodeSummary(
-                    node_id=view.node_id,
-                    status=availability(view),
-                    last_seen=_epoch(view.last_seen),
-                    agent_version=m.agent.version if m else (view.status.agent_version if view.status else None),
-                    interval_seconds=view.interval,
-                    cpu_percent=m.cpu_percent if m else None,
-                    memory_percent=m.memory_percent if m else None,
-                    disk_percent=m.disk_percent if m else None,
-                    temperature_c=m.temperature_c if m else None,
-                    under_voltage=m.under_voltage if m else None,
-                    memory_cgroup_enabled=m.memory_cgroup_enabled if m else None,
-                    containers=len(view.containers.containers) if view.containers else None,
-                    clock_skew_seconds=view.clock_skew,
-                )
-            )
-        return summaries
-
-    @app.get("/api/nodes/{node_id}", summary="Latest node metrics and containers of one node")
-    def node_detail(node_id: NodeIdPath) -> NodeDetail:
-        view = known(node_id)
+    def detail(view: NodeView) -> NodeDetail:
         return NodeDetail(
             node_id=view.node_id,
-            status=availability(view),
-            last_seen=_epoch(view.last_seen),
+            status=summaries.status(view),
+            last_seen=epoch(view.last_seen),
             metrics=view.metrics,
             containers=view.containers,
             node_status=view.status,
             clock_skew_seconds=view.clock_skew,
         )
+
+    def detail_json(node_id: str) -> str | None:
+        view = state.get(node_id)
+        return detail(view).model_dump_json() if view is not None else None
+
+    @app.get("/api/nodes", summary="Every node with its status, last-seen time and a summary")
+    def list_nodes() -> list[NodeSummary]:
+        return summaries.all()
+
+    @app.get("/api/nodes/{node_id}", summary="Latest node metrics and containers of one node")
+    def node_detail(node_id: NodeIdPath) -> NodeDetail:
+        return detail(known(node_id))
 
     @app.get("/api/nodes/{node_id}/history", summary="Time series of one field, for the node or one container")
     def history(
@@ -226,4 +196,8 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(series_router(state, store))
+    app.include_router(live_router(summaries, detail_json))
+    app.include_router(dashboard_router())
+    app.mount("/static", static_files(), name="static")
     return app

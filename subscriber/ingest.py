@@ -273,6 +273,20 @@ class Ingestor:
             )
             self._outage = None
 
+    def maintain(self) -> None:
+        """Bring the downsampled tiers up to date; a failure is retried at the next call."""
+        if self.store is None:
+            return
+        started = time.monotonic()
+        try:
+            computed = self.store.maintain(datetime.now(UTC))
+        except Exception as exc:
+            self.counters.store_errors.inc()
+            self._store_failures.warning("maintain", "cannot update the downsampled tiers (%s)", exc)
+            return
+        self.counters.rollup_buckets.inc(computed)
+        self.counters.rollup_seconds.inc(time.monotonic() - started)
+
     def prune(self, retention: timedelta) -> None:
         """Delete history older than ``retention``, and forget nodes silent for that long."""
         gone = self.state.forget(time.time() - retention.total_seconds())

@@ -46,6 +46,14 @@ class SubscriberCounters:
         self.rows_pruned = Counter(
             "otto_subscriber_rows_pruned", "History rows removed by retention.", registry=registry
         )
+        self.rollup_buckets = Counter(
+            "otto_subscriber_rollup_buckets",
+            "Downsampled buckets computed (each covers every dirty node).",
+            registry=registry,
+        )
+        self.rollup_seconds = Counter(
+            "otto_subscriber_rollup_seconds", "Time spent computing downsampled buckets.", registry=registry
+        )
         self.queue_depth = Gauge(
             "otto_subscriber_queue_depth", "Messages received but not yet handled.", registry=registry
         )

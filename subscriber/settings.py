@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.mqtt_settings import MqttSettings
+from subscriber.rollup import Retention, Tier
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -38,7 +39,10 @@ class SubscriberSettings(MqttSettings):
     mqtt_session_expiry: Duration = Field(timedelta(days=7), description="How long the broker queues for us.")
 
     db_path: Path = Field(Path("otto-history.db"), description="SQLite history file.")
-    retention: Duration = Field(timedelta(days=7), description="How long history is kept.")
+    retention: Duration = Field(timedelta(days=7), description="How long raw history (every sample) is kept.")
+    retention_1m: Duration = Field(timedelta(days=14), description="How long 1-minute buckets are kept.")
+    retention_15m: Duration = Field(timedelta(days=90), description="How long 15-minute buckets are kept.")
+    retention_2h: Duration = Field(timedelta(days=400), description="How long 2-hour buckets are kept.")
     stale_after: float = Field(3.0, gt=1.0, le=1000.0, description="Stale after this many silent intervals.")
     max_clock_skew: float = Field(
         300.0, ge=1.0, le=86_400.0, description="Seconds a sample's time may differ from its arrival and be trusted."
@@ -59,6 +63,19 @@ class SubscriberSettings(MqttSettings):
 
     @model_validator(mode="after")
     def _check_retention(self) -> SubscriberSettings:
-        if self.retention <= timedelta(0):
-            raise ValueError("OTTO_RETENTION: must be positive")
+        for name in ("retention", "retention_1m", "retention_15m", "retention_2h"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"OTTO_{name.upper()}: must be positive")
         return self
+
+    @property
+    def history_retention(self) -> Retention:
+        """Raw rows and every downsampled tier, each with its own retention."""
+        return Retention(
+            raw=self.retention,
+            tiers=(
+                Tier("1m", 60, self.retention_1m),
+                Tier("15m", 900, self.retention_15m),
+                Tier("2h", 7200, self.retention_2h),
+            ),
+        )

@@ -21,13 +21,27 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from contract.models import AgentStats, ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
+from subscriber import sqlite_tiers
+from subscriber.rollup import (
+    CONTAINER_DERIVED,
+    CONTAINER_TIER_FIELDS,
+    NODE_DERIVED,
+    NODE_TIER_FIELDS,
+    Derivation,
+    Previous,
+    Resolution,
+    Retention,
+    TierField,
+    cycles_lost,
+    derive,
+)
 from subscriber.state import NodeView
 
 log = logging.getLogger(__name__)
@@ -58,6 +72,8 @@ AGENT_FIELDS = _columns(AgentStats, NUMERIC, set())
 NODE_SERIES_FIELDS = NODE_FIELDS + [f"agent_{name}" for name in AGENT_FIELDS]
 #: Queryable container history fields.
 CONTAINER_SERIES_FIELDS = _columns(ContainerMetrics, NUMERIC, set())
+_NODE_COUNTERS = [f.source for f in NODE_TIER_FIELDS if f.source]
+_CONTAINER_COUNTERS = [f.source for f in CONTAINER_TIER_FIELDS if f.source]
 CONTAINER_TEXT_FIELDS = ["container_id", "image", "state", "health"]
 
 
@@ -85,6 +101,22 @@ class Series:
     truncated: bool
 
 
+#: What a bucketed read returns: ``(bucket start in ms, label, one value per requested column)``;
+#: the label is the container name or core number, None for node series.
+SeriesRows = sqlite_tiers.SeriesRows
+#: Which rows a bucketed read covers: the node's own, each container's, or each core's.
+Scope = typing.Literal["node", "containers", "cores"]
+_TABLES = {"node": sqlite_tiers.NODES, "containers": sqlite_tiers.CONTAINERS, "cores": sqlite_tiers.CORES}
+
+
+@dataclass(frozen=True, slots=True)
+class RecentHealth:
+    """A node's last day as the tiers tell it (they lag the live data by a minute or two)."""
+
+    cycles_lost: int
+    under_voltage: bool
+
+
 class StoreUnavailable(Exception):
     """The store cannot write now (disk full, read-only, locked, I/O error); the same write may work later."""
 
@@ -105,7 +137,26 @@ class HistoryStore(Protocol):
 
     def latest_views(self) -> list[NodeView]: ...
 
-    def prune(self, older_than: datetime) -> int: ...
+    def prune(self, older_than: datetime) -> int:
+        """Delete raw rows older than ``older_than`` and tier buckets older than their retention."""
+
+    retention: Retention
+
+    def maintain(self, now: datetime) -> int:
+        """Bring the downsampled tiers up to date; buckets computed."""
+
+    def buckets(
+        self,
+        scope: Scope,
+        node_id: str,
+        columns: Sequence[tuple[TierField, str]],
+        start: datetime,
+        end: datetime,
+        res: Resolution,
+    ) -> SeriesRows:
+        """``(field, stat)`` columns in ``[start, end)``, bucketed as ``res`` says."""
+
+    def recent_health(self, since: datetime) -> dict[str, RecentHealth]: ...
 
     def close(self) -> None: ...
 
@@ -113,9 +164,11 @@ class HistoryStore(Protocol):
 class SqliteHistoryStore:
     """HistoryStore on one SQLite file in WAL mode. One writer thread; any number of reader threads."""
 
-    def __init__(self, path: Path, durable: bool = True) -> None:
+    def __init__(self, path: Path, durable: bool = True, retention: Retention | None = None) -> None:
         """``durable=False`` (synchronous=NORMAL) exists only for the benchmark that prices durability."""
         self.path = path
+        self.retention = retention or Retention(raw=timedelta(days=7))
+        self._derivation = Derivation()
         self._synchronous = "FULL" if durable else "NORMAL"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -147,11 +200,13 @@ class SqliteHistoryStore:
         with self._transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS node_samples (node_id TEXT NOT NULL, ts INTEGER NOT NULL, "
-                f"cpu_per_core TEXT, {node_columns}, PRIMARY KEY (node_id, ts)) WITHOUT ROWID"
+                f"cpu_per_core TEXT, {node_columns}, {', '.join(f'{c} NUMERIC' for c in NODE_DERIVED)}, "
+                "PRIMARY KEY (node_id, ts)) WITHOUT ROWID"
             )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS container_samples (node_id TEXT NOT NULL, container_name TEXT NOT NULL, "
-                f"ts INTEGER NOT NULL, {container_columns}, PRIMARY KEY (node_id, container_name, ts)) WITHOUT ROWID"
+                f"ts INTEGER NOT NULL, {container_columns}, {', '.join(f'{c} NUMERIC' for c in CONTAINER_DERIVED)}, "
+                "PRIMARY KEY (node_id, container_name, ts)) WITHOUT ROWID"
             )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS latest (node_id TEXT PRIMARY KEY, metrics TEXT, containers TEXT, "
@@ -161,8 +216,8 @@ class SqliteHistoryStore:
             db.execute("CREATE INDEX IF NOT EXISTS container_samples_ts ON container_samples (ts)")
             # Fields added to the contract since the file was created become new columns.
             for table, wanted in (
-                ("node_samples", NODE_SERIES_FIELDS),
-                ("container_samples", CONTAINER_TEXT_FIELDS + CONTAINER_SERIES_FIELDS),
+                ("node_samples", NODE_SERIES_FIELDS + NODE_DERIVED),
+                ("container_samples", CONTAINER_TEXT_FIELDS + CONTAINER_SERIES_FIELDS + CONTAINER_DERIVED),
                 ("latest", ["last_containers"]),
             ):
                 existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -170,6 +225,7 @@ class SqliteHistoryStore:
                     if column not in existing:
                         kind = "TEXT" if column in CONTAINER_TEXT_FIELDS else "REAL" if table == "latest" else "NUMERIC"
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            sqlite_tiers.migrate(db)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._writer)
@@ -187,18 +243,27 @@ class SqliteHistoryStore:
     def _write(
         self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
     ) -> Written:
-        node_rows = [_node_row(m) for m in nodes]
-        container_rows = [_container_row(b, c) for b in batches for c in b.containers]
         with self._transaction() as db:
+            node_rows = [(*_node_row(m), *self._node_derived(db, m)) for m in nodes]
+            container_rows = [
+                (*_container_row(b, c), *self._container_derived(db, b, c)) for b in batches for c in b.containers
+            ]
             before = db.total_changes
             if node_rows:
-                columns = ["node_id", "ts", "cpu_per_core", *NODE_SERIES_FIELDS]
+                columns = ["node_id", "ts", "cpu_per_core", *NODE_SERIES_FIELDS, *NODE_DERIVED]
                 db.executemany(_insert("node_samples", columns), node_rows)
             after_nodes = db.total_changes
             if container_rows:
-                columns = ["node_id", "container_name", "ts", *CONTAINER_TEXT_FIELDS, *CONTAINER_SERIES_FIELDS]
+                columns = [
+                    "node_id", "container_name", "ts", *CONTAINER_TEXT_FIELDS, *CONTAINER_SERIES_FIELDS,
+                    *CONTAINER_DERIVED,
+                ]  # fmt: skip
                 db.executemany(_insert("container_samples", columns), container_rows)
             stored = Written(after_nodes - before, db.total_changes - after_nodes)
+            sqlite_tiers.mark(
+                db,
+                [(m.node_id, to_ms(m.timestamp)) for m in nodes] + [(b.node_id, to_ms(b.timestamp)) for b in batches],
+            )
             if latest:
                 db.executemany(
                     "INSERT OR REPLACE INTO latest (node_id, metrics, containers, status, last_seen, last_metrics, "
@@ -218,6 +283,43 @@ class SqliteHistoryStore:
                 )
         return stored
 
+    def _node_derived(self, db: sqlite3.Connection, message: NodeMetrics) -> list[Any]:
+        ts = to_ms(message.timestamp)
+        key = (message.node_id,)
+        previous = self._derivation.previous(key, ts)
+        if previous is None:
+            row = db.execute(
+                f"SELECT ts, cycle, {', '.join(_NODE_COUNTERS)} FROM node_samples "  # noqa: S608
+                "WHERE node_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
+                (message.node_id, ts),
+            ).fetchone()
+            if row is not None:
+                previous = Previous(row[0], dict(zip(_NODE_COUNTERS, row[2:], strict=True)), int(row[1] or 0))
+        counters = {c: getattr(message, c) for c in _NODE_COUNTERS}
+        self._derivation.remember(key, Previous(ts, counters, message.cycle))
+        derived = derive(NODE_TIER_FIELDS, previous, ts, counters)
+        derived["cycles_lost"] = cycles_lost(previous, ts, message.cycle, message.interval_seconds)
+        return [derived[c] for c in NODE_DERIVED]
+
+    def _container_derived(
+        self, db: sqlite3.Connection, batch: ContainerMetricsBatch, container: ContainerMetrics
+    ) -> list[Any]:
+        ts = to_ms(batch.timestamp)
+        key = (batch.node_id, container.container_name)
+        previous = self._derivation.previous(key, ts)
+        if previous is None:
+            row = db.execute(
+                f"SELECT ts, {', '.join(_CONTAINER_COUNTERS)} FROM container_samples "  # noqa: S608
+                "WHERE node_id = ? AND container_name = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
+                (*key, ts),
+            ).fetchone()
+            if row is not None:
+                previous = Previous(row[0], dict(zip(_CONTAINER_COUNTERS, row[1:], strict=True)))
+        counters = {c: getattr(container, c) for c in _CONTAINER_COUNTERS}
+        self._derivation.remember(key, Previous(ts, counters))
+        derived = derive(CONTAINER_TIER_FIELDS, previous, ts, counters)
+        return [derived[c] for c in CONTAINER_DERIVED]
+
     def prune(self, older_than: datetime) -> int:
         cutoff = to_ms(older_than)
         with self._transaction() as db:
@@ -225,7 +327,37 @@ class SqliteHistoryStore:
             db.execute("DELETE FROM node_samples WHERE ts < ?", (cutoff,))
             db.execute("DELETE FROM container_samples WHERE ts < ?", (cutoff,))
             db.execute("DELETE FROM latest WHERE last_seen < ?", (cutoff / 1000,))
-            return db.total_changes - before
+            pruned = db.total_changes - before
+            return pruned + sqlite_tiers.prune(db, self.retention.tiers, to_ms(datetime.now(UTC)))
+
+    def maintain(self, now: datetime) -> int:
+        try:
+            with self._transaction() as db:
+                now_ms = to_ms(now)
+                raw_horizon = now_ms - int(self.retention.raw.total_seconds() * 1000)
+                return sqlite_tiers.maintain(db, self.retention.tiers, now_ms, raw_horizon)
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def buckets(
+        self,
+        scope: Scope,
+        node_id: str,
+        columns: Sequence[tuple[TierField, str]],
+        start: datetime,
+        end: datetime,
+        res: Resolution,
+    ) -> SeriesRows:
+        return sqlite_tiers.read(self._reader(), _TABLES[scope], res, node_id, columns, to_ms(start), to_ms(end))
+
+    def recent_health(self, since: datetime) -> dict[str, RecentHealth]:
+        finest = min(self.retention.tiers, key=lambda t: t.seconds)
+        rows = self._reader().execute(
+            "SELECT node_id, sum(cycles_lost_sum), max(under_voltage_max) FROM node_rollups "
+            "WHERE tier = ? AND bucket >= ? GROUP BY node_id",
+            (finest.seconds, to_ms(since)),
+        )
+        return {node: RecentHealth(int(lost or 0), bool(uv)) for node, lost, uv in rows}
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ open batch every ``flush_seconds`` or ``flush_messages``, and acknowledges throu
 rejected message at once (never worth redelivering), a valid one only once its batch is
 committed. While the store is unavailable it stops taking messages once ``max_pending`` are held,
 so memory stays bounded and the broker keeps the rest. It prunes history every ``prune_every``
-seconds. Whatever one step raises is counted and logged, and the loop goes on.
+seconds and computes closed buckets of the downsampled tiers every ``maintain_every``. Whatever
+one step raises is counted and logged, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.02
 FLUSH_MESSAGES = 1000
 PRUNE_EVERY_SECONDS = 600.0
+#: How often closed buckets of the downsampled tiers are computed.
+MAINTAIN_EVERY_SECONDS = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class IngestWorker:
         flush_seconds: float = FLUSH_SECONDS,
         flush_messages: int = FLUSH_MESSAGES,
         prune_every: float = PRUNE_EVERY_SECONDS,
+        maintain_every: float = MAINTAIN_EVERY_SECONDS,
     ) -> None:
         self.ingestor = ingestor
         self.acknowledge = acknowledge
@@ -65,6 +69,8 @@ class IngestWorker:
         self.flush_seconds = flush_seconds
         self.flush_messages = flush_messages
         self.prune_every = prune_every
+        self.maintain_every = maintain_every
+        self._next_maintain = time.monotonic() + min(5.0, maintain_every)
         self.errors = 0
         self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
         self._next_prune = time.monotonic() + min(5.0, prune_every)
@@ -94,7 +100,7 @@ class IngestWorker:
                 time.sleep(0.1)
 
     def step(self) -> bool:
-        """Take at most one message, flush and prune when due; False once asked to stop."""
+        """Take at most one message, flush prune and maintain the tiers when due; False once asked to stop."""
         ingestor = self.ingestor
         wait = ingestor.flush_due_in(self.flush_seconds) if ingestor.pending else 1.0
         item: Received | None = _IDLE
@@ -120,6 +126,9 @@ class IngestWorker:
             if self.retention is not None:
                 ingestor.prune(self.retention)
             self._next_prune = time.monotonic() + self.prune_every
+        if time.monotonic() >= self._next_maintain:
+            ingestor.maintain()
+            self._next_maintain = time.monotonic() + self.maintain_every
         return True
 
     def _settle(self, tokens: list[Hashable] | None) -> None:

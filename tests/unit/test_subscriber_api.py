@@ -174,7 +174,7 @@ def test_openapi_describes_the_api(client: TestClient) -> None:
     assert {"/api/nodes", "/api/nodes/{node_id}", "/api/nodes/{node_id}/history", "/healthz", "/metrics"} <= set(
         spec["paths"]
     )
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404  # Swagger UI would load its scripts from a CDN
 
 
 _query_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)

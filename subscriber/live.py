@@ -1,0 +1,80 @@
+"""Server-sent events: the overview and a node's page change without a reload.
+
+Each stream checks the live state every ``TICK_SECONDS`` and sends only what changed since its
+last event (the first event carries everything), so a node that goes offline or stale shows so
+within about a second, and a thousand quiet nodes cost a comparison each, not a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from contract.topics import NODE_ID_PATTERN
+from subscriber.summaries import FleetSummaries
+
+TICK_SECONDS = 1.0
+#: A comment line this often keeps proxies from closing a quiet stream.
+KEEPALIVE_SECONDS = 15.0
+
+
+def event(name: str, data: str) -> bytes:
+    """One SSE event; ``data`` is JSON, which never contains a raw newline."""
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+def changes(sent: dict[str, str], current: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Keys whose JSON differs from what was sent, and keys that disappeared."""
+    changed = [key for key, body in current.items() if sent.get(key) != body]
+    removed = [key for key in sent if key not in current]
+    return changed, removed
+
+
+async def _stream(request: Request, snapshot: Callable[[], dict[str, str]], name: str) -> AsyncIterator[bytes]:
+    sent: dict[str, str] = {}
+    quiet = 0.0
+    while not await request.is_disconnected():
+        current = await run_in_threadpool(snapshot)
+        changed, removed = changes(sent, current)
+        if changed or removed:
+            body = ",".join(current[key] for key in changed)
+            yield event(name, f'{{"changed":[{body}],"removed":{json.dumps(removed)}}}')
+            sent = current
+            quiet = 0.0
+        elif quiet >= KEEPALIVE_SECONDS:
+            yield b": keepalive\n\n"
+            quiet = 0.0
+        await asyncio.sleep(TICK_SECONDS)
+        quiet += TICK_SECONDS
+
+
+def live_router(summaries: FleetSummaries, node_detail: Callable[[str], str | None]) -> APIRouter:
+    """``node_detail`` gives a node's detail as JSON, None once it is unknown."""
+    router = APIRouter()
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+    def fleet() -> dict[str, str]:
+        return {s.node_id: s.model_dump_json() for s in summaries.all()}
+
+    @router.get("/api/live", summary="Server-sent events: node summaries as they change")
+    async def live(request: Request) -> StreamingResponse:
+        return StreamingResponse(_stream(request, fleet, "nodes"), media_type="text/event-stream", headers=headers)
+
+    @router.get("/api/nodes/{node_id}/live", summary="Server-sent events: one node's detail as it changes")
+    async def node_live(request: Request, node_id: Annotated[str, Path(pattern=NODE_ID_PATTERN)]) -> StreamingResponse:
+        if node_detail(node_id) is None:
+            raise HTTPException(404, f"unknown node {node_id!r}")
+
+        def one() -> dict[str, str]:
+            body = node_detail(node_id)
+            return {node_id: body} if body is not None else {}
+
+        return StreamingResponse(_stream(request, one, "node"), media_type="text/event-stream", headers=headers)
+
+    return router

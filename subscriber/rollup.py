@@ -1,0 +1,234 @@
+"""Downsampled history, the pure part: tiers, which figures they keep, and figures derived at ingest.
+
+Raw samples are the source of truth. Counters (network and block bytes) become rates and cycle
+numbers become cycles lost when a sample is stored (``Derivation``), so every tier aggregates plain
+numbers: each bucket keeps, per field, how many values it saw, their sum, minimum and maximum.
+The 1-minute tier is computed from raw rows, each coarser tier from the tier below it, once a
+bucket has closed (``subscriber.sqlite_tiers`` does the SQL). Which tier answers a query is
+decided here (``resolution``), so that a chart never receives more than about ``MAX_POINTS``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+#: Points per series a chart asks for at most (a wide screen has about as many pixels).
+MAX_POINTS = 1500
+#: A rate is not derived across a silence longer than this; the chart shows the gap instead.
+MAX_RATE_GAP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One downsampled resolution: buckets of ``seconds``, kept for ``retention``."""
+
+    name: str
+    seconds: int
+    retention: timedelta
+
+    @property
+    def bucket_ms(self) -> int:
+        return self.seconds * 1000
+
+
+DEFAULT_TIERS = (
+    Tier("1m", 60, timedelta(days=14)),
+    Tier("15m", 900, timedelta(days=90)),
+    Tier("2h", 7200, timedelta(days=400)),
+)
+
+
+class Kind(Enum):
+    """How a field is aggregated and served: gauges and rates as avg/min/max, counts as a sum."""
+
+    GAUGE = "gauge"
+    RATE = "rate"
+    COUNT = "count"
+
+
+@dataclass(frozen=True, slots=True)
+class TierField:
+    name: str
+    kind: Kind
+    unit: str
+    source: str | None = None  # the counter a rate is derived from
+
+
+#: Node figures kept in the tiers (raw rows keep every contract field). Units as in the contract.
+NODE_TIER_FIELDS = (
+    TierField("cpu_percent", Kind.GAUGE, "%"),
+    TierField("cpu_freq_mhz", Kind.GAUGE, "MHz"),
+    TierField("load_1", Kind.GAUGE, ""),
+    TierField("load_5", Kind.GAUGE, ""),
+    TierField("load_15", Kind.GAUGE, ""),
+    TierField("memory_percent", Kind.GAUGE, "%"),
+    TierField("memory_used_mb", Kind.GAUGE, "MiB"),
+    TierField("memory_total_mb", Kind.GAUGE, "MiB"),
+    TierField("swap_percent", Kind.GAUGE, "%"),
+    TierField("swap_used_mb", Kind.GAUGE, "MiB"),
+    TierField("disk_percent", Kind.GAUGE, "%"),
+    TierField("disk_used_gb", Kind.GAUGE, "GiB"),
+    TierField("temperature_c", Kind.GAUGE, "°C"),
+    TierField("under_voltage", Kind.GAUGE, ""),
+    TierField("network_recv_rate", Kind.RATE, "B/s", "network_bytes_recv"),
+    TierField("network_sent_rate", Kind.RATE, "B/s", "network_bytes_sent"),
+    TierField("cycles_lost", Kind.COUNT, "cycles"),
+    TierField("agent_rss_mb", Kind.GAUGE, "MiB"),
+    TierField("agent_cpu_percent", Kind.GAUGE, "%"),
+    TierField("agent_collect_seconds", Kind.GAUGE, "s"),
+    TierField("agent_buffered", Kind.GAUGE, "messages"),
+)
+
+CONTAINER_TIER_FIELDS = (
+    TierField("cpu_percent", Kind.GAUGE, "%"),
+    TierField("memory_usage_mb", Kind.GAUGE, "MiB"),
+    TierField("memory_limit_mb", Kind.GAUGE, "MiB"),
+    TierField("memory_percent", Kind.GAUGE, "%"),
+    TierField("pids", Kind.GAUGE, ""),
+    TierField("restart_count", Kind.GAUGE, ""),
+    TierField("network_rx_rate", Kind.RATE, "B/s", "network_rx_bytes"),
+    TierField("network_tx_rate", Kind.RATE, "B/s", "network_tx_bytes"),
+    TierField("block_read_rate", Kind.RATE, "B/s", "block_read_bytes"),
+    TierField("block_write_rate", Kind.RATE, "B/s", "block_write_bytes"),
+)
+
+#: Columns added to raw rows at ingest: the rates, and for nodes the cycles lost before the sample.
+NODE_DERIVED = [f.name for f in NODE_TIER_FIELDS if f.kind is not Kind.GAUGE]
+CONTAINER_DERIVED = [f.name for f in CONTAINER_TIER_FIELDS if f.kind is not Kind.GAUGE]
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """The last sample of one series as far as derivation is concerned."""
+
+    ts_ms: int
+    counters: Mapping[str, int | None]
+    cycle: int = 0
+
+
+def rate(previous: Previous, ts_ms: int, counter: str, value: int | None) -> float | None:
+    """Bytes per second between two readings of a counter.
+
+    A smaller value means the counter restarted from zero (a container restarted, a host
+    rebooted), so the bytes since then are ``value``, as Prometheus' rate() assumes.
+    """
+    before = previous.counters.get(counter)
+    seconds = (ts_ms - previous.ts_ms) / 1000
+    if value is None or before is None or not 0 < seconds <= MAX_RATE_GAP_SECONDS:
+        return None
+    return (value - before if value >= before else value) / seconds
+
+
+def cycles_lost(previous: Previous | None, ts_ms: int, cycle: int, interval: float) -> int:
+    """Cycles the node published that never arrived, between ``previous`` and this sample.
+
+    A smaller cycle number means the agent restarted: the cycles before this one in the new run
+    are lost. The node controls the numbers, so the count is bounded by the time that passed.
+    """
+    if previous is None or cycle <= 0:
+        return 0
+    lost = cycle - previous.cycle - 1 if cycle > previous.cycle else cycle - 1
+    if interval > 0:
+        elapsed = (ts_ms - previous.ts_ms) / 1000
+        lost = min(lost, max(0, round(elapsed / interval) - 1))
+    return max(0, lost)
+
+
+class Derivation:
+    """Remembers the previous sample of every series (bounded, least recently used first out).
+
+    A miss (a series not seen since start, or a sample older than the one remembered) is
+    answered by the caller from stored rows through ``seed``.
+    """
+
+    def __init__(self, max_series: int = 500_000) -> None:
+        self.max_series = max_series
+        self._previous: OrderedDict[tuple[str, ...], Previous] = OrderedDict()
+
+    def previous(self, key: tuple[str, ...], ts_ms: int) -> Previous | None:
+        """The remembered sample before ``ts_ms``, or None when the caller must look it up."""
+        found = self._previous.get(key)
+        if found is None or found.ts_ms >= ts_ms:
+            return None
+        self._previous.move_to_end(key)
+        return found
+
+    def remember(self, key: tuple[str, ...], sample: Previous) -> None:
+        current = self._previous.get(key)
+        if current is not None and current.ts_ms > sample.ts_ms:
+            return  # an older sample arrived late: the newer one stays the reference
+        self._previous[key] = sample
+        self._previous.move_to_end(key)
+        while len(self._previous) > self.max_series:
+            self._previous.popitem(last=False)
+
+
+def derive(
+    fields: Sequence[TierField], previous: Previous | None, ts_ms: int, counters: Mapping[str, int | None]
+) -> dict[str, float | None]:
+    """The rate columns of one sample (None where no rate can be derived)."""
+    return {
+        f.name: rate(previous, ts_ms, f.source, counters.get(f.source)) if previous and f.source else None
+        for f in fields
+        if f.kind is Kind.RATE and f.source is not None
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where a query reads (``tier`` None: raw rows) and the width of the buckets it returns."""
+
+    tier: Tier | None
+    step_seconds: int
+
+    @property
+    def name(self) -> str:
+        return self.tier.name if self.tier else "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long raw rows and each tier are kept."""
+
+    raw: timedelta
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+
+    def resolution(self, start_s: float, end_s: float, now_s: float, points: int = MAX_POINTS) -> Resolution:
+        """The coarsest source finer than the step ``points`` allows, that still holds ``start``.
+
+        The step is rounded up to whole buckets of that source, so buckets never straddle two.
+        """
+        wanted = max(1.0, (end_s - start_s) / max(1, points))
+        ordered = sorted(self.tiers, key=lambda t: t.seconds)
+        usable: list[Tier | None] = [
+            t for t in [None, *ordered] if start_s >= now_s - (t.retention if t else self.raw).total_seconds()
+        ]
+        fine_enough = [t for t in usable if (t.seconds if t else 1) <= wanted]
+        chosen = fine_enough[-1] if fine_enough else usable[0] if usable else ordered[-1]
+        size = chosen.seconds if chosen else 1
+        return Resolution(chosen, size * max(1, math.ceil(wanted / size)))
+
+
+def mark_gaps(
+    timestamps: list[float], columns: Sequence[list[float | None]], expected: float
+) -> tuple[list[float], list[list[float | None]]]:
+    """Insert a null row where consecutive points are further apart than twice ``expected``.
+
+    Charts then break the line there instead of drawing across a time nothing arrived.
+    """
+    out_ts: list[float] = []
+    out_cols: list[list[float | None]] = [[] for _ in columns]
+    for i, ts in enumerate(timestamps):
+        if out_ts and ts - out_ts[-1] > 2 * expected:
+            out_ts.append(out_ts[-1] + expected)
+            for column in out_cols:
+                column.append(None)
+        out_ts.append(ts)
+        for column, source in zip(out_cols, columns, strict=True):
+            column.append(source[i])
+    return out_ts, out_cols

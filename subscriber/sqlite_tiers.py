@@ -1,0 +1,228 @@
+"""Downsampled tiers in SQLite: schema, incremental maintenance, pruning and reads.
+
+Every write marks the (node, minute) buckets it touched as dirty, in the same transaction as the
+raw rows. ``maintain`` recomputes each closed dirty bucket from its source (raw rows for the first
+tier, the tier below for the others) with ``INSERT OR REPLACE``, then marks the bucket of the next
+tier that contains it. So each bucket is computed from scratch, exactly, about once; a late or
+redelivered sample only dirties its bucket again; nothing is rescanned; and because the marks live
+in the database, a restart resumes where the last maintenance stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from subscriber.rollup import (
+    CONTAINER_TIER_FIELDS,
+    NODE_TIER_FIELDS,
+    Kind,
+    Resolution,
+    Tier,
+    TierField,
+)
+
+#: A bucket is computed once this long after it ends (later samples dirty it again).
+CLOSE_GRACE_MS = 15_000
+_STATS = ("n", "sum", "min", "max")
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """One rolled-up table: its raw source, key columns and fields."""
+
+    name: str
+    raw: str
+    keys: tuple[str, ...]  # besides tier, node_id and bucket
+    fields: tuple[TierField, ...]
+
+
+NODES = _Table("node_rollups", "node_samples", (), NODE_TIER_FIELDS)
+CONTAINERS = _Table("container_rollups", "container_samples", ("container_name",), CONTAINER_TIER_FIELDS)
+CORES = _Table("core_rollups", "node_samples", ("core",), (TierField("cpu", Kind.GAUGE, "%"),))
+TABLES = (NODES, CONTAINERS, CORES)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRows:
+    """Bucketed rows of one query: ``(bucket_ms, label, value per requested column)``."""
+
+    rows: list[tuple[int, str | None, list[float | None]]]
+
+
+def _columns(table: _Table) -> list[str]:
+    return [f"{f.name}_{s}" for f in table.fields for s in _STATS]
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Create the tier tables and the dirty marks; mark raw history that has no tiers yet."""
+    created = not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollup_dirty'").fetchone()
+    for table in TABLES:
+        keys = "".join(f"{k} {'INTEGER' if k == 'core' else 'TEXT'} NOT NULL, " for k in table.keys)
+        stats = ", ".join(
+            f"{c} {'INTEGER NOT NULL DEFAULT 0' if c.endswith('_n') else 'NUMERIC'}" for c in _columns(table)
+        )
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {table.name} (tier INTEGER NOT NULL, node_id TEXT NOT NULL, "
+            f"bucket INTEGER NOT NULL, {keys}{stats}, "
+            f"PRIMARY KEY (tier, node_id, bucket{''.join(', ' + k for k in table.keys)})) WITHOUT ROWID"
+        )
+        db.execute(f"CREATE INDEX IF NOT EXISTS {table.name}_age ON {table.name} (tier, bucket)")
+        existing = {row[1] for row in db.execute(f"PRAGMA table_info({table.name})")}
+        for column in _columns(table):
+            if column not in existing:
+                kind = "INTEGER NOT NULL DEFAULT 0" if column.endswith("_n") else "NUMERIC"
+                db.execute(f"ALTER TABLE {table.name} ADD COLUMN {column} {kind}")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS rollup_dirty (tier INTEGER NOT NULL, bucket INTEGER NOT NULL, "
+        "node_id TEXT NOT NULL, PRIMARY KEY (tier, bucket, node_id)) WITHOUT ROWID"
+    )
+    if created:  # history written before tiers existed is rolled up by the next maintenance passes
+        for raw in ("node_samples", "container_samples"):
+            db.execute(
+                f"INSERT OR IGNORE INTO rollup_dirty SELECT 0, ts - ts % 60000, node_id FROM {raw}"  # noqa: S608
+            )
+
+
+def mark(db: sqlite3.Connection, touched: Iterable[tuple[str, int]]) -> None:
+    """Mark the minutes of ``(node_id, ts_ms)`` samples as needing (re)computation."""
+    db.executemany(
+        "INSERT OR IGNORE INTO rollup_dirty (tier, bucket, node_id) VALUES (0, ?, ?)",
+        {(ts - ts % 60_000, node_id) for node_id, ts in touched},
+    )
+
+
+def maintain(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int, raw_horizon_ms: int) -> int:
+    """Compute every closed dirty bucket, finest tier first; the number of buckets computed.
+
+    Marks use tier 0 for "minutes touched in raw rows"; a mark on a finer tier becomes, once its
+    bucket has closed, a computed bucket of the next tier up and a mark on the one after.
+    """
+    done = 0
+    ordered = sorted(tiers, key=lambda t: t.seconds)
+    sources: list[Tier | None] = [None, *ordered[:-1]]
+    for source, target in zip(sources, ordered, strict=True):
+        mark_tier = source.seconds if source else 0
+        closed = now_ms - target.bucket_ms - CLOSE_GRACE_MS
+        horizon = raw_horizon_ms if source is None else now_ms - int(source.retention.total_seconds() * 1000)
+        buckets = sorted(
+            {
+                b - b % target.bucket_ms
+                for (b,) in db.execute(
+                    "SELECT DISTINCT bucket FROM rollup_dirty WHERE tier = ? AND bucket - bucket % ? <= ?",
+                    (mark_tier, target.bucket_ms, closed),
+                )
+            }
+        )
+        for bucket in buckets:
+            if bucket < horizon:
+                pass  # the source is pruned there: the tier keeps what it had
+            else:
+                nodes = _dirty_nodes(db, mark_tier, bucket, bucket + target.bucket_ms)
+                for table in TABLES:
+                    _recompute(db, table, source, target, bucket, nodes)
+                done += 1
+            db.execute(
+                "INSERT OR IGNORE INTO rollup_dirty SELECT ?, ?, node_id FROM rollup_dirty "
+                "WHERE tier = ? AND bucket >= ? AND bucket < ?",
+                (target.seconds, bucket, mark_tier, bucket, bucket + target.bucket_ms),
+            )
+            db.execute(
+                "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?",
+                (mark_tier, bucket, bucket + target.bucket_ms),
+            )
+    # Marks on the coarsest tier have nothing above them.
+    db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (ordered[-1].seconds,))
+    return done
+
+
+def _dirty_nodes(db: sqlite3.Connection, tier: int, start: int, end: int) -> list[str]:
+    rows = db.execute(
+        "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?", (tier, start, end)
+    )
+    return [node_id for (node_id,) in rows]
+
+
+def _recompute(
+    db: sqlite3.Connection, table: _Table, source: Tier | None, target: Tier, bucket: int, nodes: list[str]
+) -> None:
+    columns = _columns(table)
+    keys = ", ".join(("node_id", *table.keys))
+    insert = f"INSERT OR REPLACE INTO {table.name} (tier, bucket, {keys}, {', '.join(columns)}) "
+    for start in range(0, len(nodes), 500):  # SQLite's default limit on bound parameters is 999+
+        chunk = nodes[start : start + 500]
+        placeholders = ", ".join("?" * len(chunk))
+        if source is None:
+            select = ", ".join(f"count({f.name}), sum({f.name}), min({f.name}), max({f.name})" for f in table.fields)
+            frm = f"FROM {_raw_source(table)}"
+            where = f"WHERE ts >= ? AND ts < ? AND node_id IN ({placeholders})"
+            params: list[object] = [target.seconds, bucket, bucket, bucket + target.bucket_ms, *chunk]
+        else:
+            select = ", ".join(f"sum({c})" if c.endswith(("_n", "_sum")) else f"{c[-3:]}({c})" for c in columns)
+            frm = f"FROM {table.name}"
+            where = f"WHERE tier = ? AND node_id IN ({placeholders}) AND bucket >= ? AND bucket < ?"
+            params = [target.seconds, bucket, source.seconds, *chunk, bucket, bucket + target.bucket_ms]
+        db.execute(f"{insert} SELECT ?, ?, {keys}, {select} {frm} {where} GROUP BY {keys}", params)
+
+
+def _raw_source(table: _Table) -> str:
+    """Raw rows of a table; per-core figures come out of the JSON list in each node row."""
+    if table is CORES:
+        return (
+            "(SELECT node_id, ts, CAST(j.key AS INTEGER) AS core, j.value AS cpu "
+            "FROM node_samples, json_each(node_samples.cpu_per_core) AS j)"
+        )
+    return table.raw
+
+
+def prune(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
+    """Delete each tier's buckets older than its retention; rows removed."""
+    before = db.total_changes
+    for tier in tiers:
+        cutoff = now_ms - int(tier.retention.total_seconds() * 1000)
+        for table in TABLES:
+            db.execute(f"DELETE FROM {table.name} WHERE tier = ? AND bucket < ?", (tier.seconds, cutoff))  # noqa: S608
+    return db.total_changes - before
+
+
+def _expression(f: TierField, stat: str, raw: bool) -> str:
+    if f.kind is Kind.COUNT or stat == "sum":
+        return f"sum({f.name})" if raw else f"sum({f.name}_sum)"
+    if raw:
+        return f"{stat}({f.name})"
+    if stat == "avg":
+        return f"CAST(sum({f.name}_sum) AS REAL) / NULLIF(sum({f.name}_n), 0)"
+    return f"{stat}({f.name}_{stat})"
+
+
+def read(
+    db: sqlite3.Connection,
+    table: _Table,
+    res: Resolution,
+    node_id: str,
+    columns: Sequence[tuple[TierField, str]],
+    start_ms: int,
+    end_ms: int,
+) -> SeriesRows:
+    """``(field, stat)`` columns of one node in ``[start, end)``, in buckets of ``res.step_seconds``."""
+    step = res.step_seconds * 1000
+    raw = res.tier is None
+    label = table.keys[0] if table.keys else "NULL"
+    exprs = ", ".join(_expression(f, stat, raw) for f, stat in columns)
+    if raw:
+        sql = (
+            f"SELECT ts - ts % ? AS b, {label}, {exprs} FROM {_raw_source(table)} "  # noqa: S608
+            "WHERE node_id = ? AND ts >= ? AND ts < ?"
+        )
+        params: list[object] = [step, node_id, start_ms, end_ms]
+    else:
+        sql = (
+            f"SELECT bucket - bucket % ? AS b, {label}, {exprs} FROM {table.name} "  # noqa: S608
+            "WHERE tier = ? AND node_id = ? AND bucket >= ? AND bucket < ?"
+        )
+        assert res.tier is not None
+        params = [step, res.tier.seconds, node_id, start_ms - start_ms % res.tier.bucket_ms, end_ms]
+    group = "b" if not table.keys else f"b, {label}"
+    rows = db.execute(f"{sql} GROUP BY {group} ORDER BY b", params).fetchall()
+    return SeriesRows([(int(r[0]), None if r[1] is None else str(r[1]), list(r[2:])) for r in rows])
