@@ -128,15 +128,14 @@ def cycles_lost(previous: Previous | None, ts_ms: int, cycle: int, interval: flo
     """Cycles the node published that never arrived, between ``previous`` and this sample.
 
     A smaller cycle number means the agent restarted: the cycles before this one in the new run
-    are lost. The node controls the numbers, so the count is bounded by the time that passed.
+    are lost. The node controls the numbers, so the count is bounded by the time that passed
+    (and is 0 when the node gives no interval to measure it by).
     """
-    if previous is None or cycle <= 0:
+    if previous is None or cycle <= 0 or interval <= 0:
         return 0
     lost = cycle - previous.cycle - 1 if cycle > previous.cycle else cycle - 1
-    if interval > 0:
-        elapsed = (ts_ms - previous.ts_ms) / 1000
-        lost = min(lost, max(0, round(elapsed / interval) - 1))
-    return max(0, lost)
+    elapsed = (ts_ms - previous.ts_ms) / 1000
+    return max(0, min(lost, round(elapsed / interval) - 1))
 
 
 class Derivation:

@@ -93,77 +93,93 @@ def mark(db: sqlite3.Connection, touched: Iterable[tuple[str, int]]) -> None:
     )
 
 
-def maintain(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int, raw_horizon_ms: int) -> int:
+def maintain(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
     """Compute every closed dirty bucket, finest tier first; the number of buckets computed.
 
     Marks use tier 0 for "minutes touched in raw rows"; a mark on a finer tier becomes, once its
-    bucket has closed, a computed bucket of the next tier up and a mark on the one after.
+    bucket has closed, a computed bucket of the next tier up and a mark on the one after. Runs of
+    closed buckets are computed a window at a time, so catching up after a long stop is cheap;
+    a (node, bucket) in a window that was not dirty is recomputed to the same value.
     """
     done = 0
     ordered = sorted(tiers, key=lambda t: t.seconds)
     sources: list[Tier | None] = [None, *ordered[:-1]]
     for source, target in zip(sources, ordered, strict=True):
         mark_tier = source.seconds if source else 0
-        closed = now_ms - target.bucket_ms - CLOSE_GRACE_MS
-        horizon = raw_horizon_ms if source is None else now_ms - int(source.retention.total_seconds() * 1000)
+        size = target.bucket_ms
+        closed = now_ms - size - CLOSE_GRACE_MS
         buckets = sorted(
             {
-                b - b % target.bucket_ms
+                b - b % size
                 for (b,) in db.execute(
                     "SELECT DISTINCT bucket FROM rollup_dirty WHERE tier = ? AND bucket - bucket % ? <= ?",
-                    (mark_tier, target.bucket_ms, closed),
+                    (mark_tier, size, closed),
                 )
             }
         )
-        for bucket in buckets:
-            if bucket < horizon:
-                pass  # the source is pruned there: the tier keeps what it had
-            else:
-                nodes = _dirty_nodes(db, mark_tier, bucket, bucket + target.bucket_ms)
-                for table in TABLES:
-                    _recompute(db, table, source, target, bucket, nodes)
-                done += 1
+        done += len(buckets)
+        for start, end in _windows(buckets, size):
+            nodes = [
+                node_id
+                for (node_id,) in db.execute(
+                    "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?",
+                    (mark_tier, start, end),
+                )
+            ]
+            for table in TABLES:
+                _recompute(db, table, source, target, start, end, nodes)
             db.execute(
-                "INSERT OR IGNORE INTO rollup_dirty SELECT ?, ?, node_id FROM rollup_dirty "
+                "INSERT OR IGNORE INTO rollup_dirty SELECT ?, bucket - bucket % ?, node_id FROM rollup_dirty "
                 "WHERE tier = ? AND bucket >= ? AND bucket < ?",
-                (target.seconds, bucket, mark_tier, bucket, bucket + target.bucket_ms),
+                (target.seconds, size, mark_tier, start, end),
             )
             db.execute(
-                "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?",
-                (mark_tier, bucket, bucket + target.bucket_ms),
+                "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?", (mark_tier, start, end)
             )
     # Marks on the coarsest tier have nothing above them.
     db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (ordered[-1].seconds,))
     return done
 
 
-def _dirty_nodes(db: sqlite3.Connection, tier: int, start: int, end: int) -> list[str]:
-    rows = db.execute(
-        "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?", (tier, start, end)
-    )
-    return [node_id for (node_id,) in rows]
+def _windows(buckets: list[int], size: int, most: int = 240) -> list[tuple[int, int]]:
+    """Sorted bucket starts grouped into [start, end) windows, each at most ``most`` dirty buckets
+    and a day wide."""
+    windows: list[tuple[int, int]] = []
+    counts: list[int] = []
+    for bucket in buckets:
+        if windows and counts[-1] < most and bucket + size - windows[-1][0] <= max(most * size, 86_400_000):
+            windows[-1] = (windows[-1][0], bucket + size)
+            counts[-1] += 1
+        else:
+            windows.append((bucket, bucket + size))
+            counts.append(1)
+    return windows
 
 
 def _recompute(
-    db: sqlite3.Connection, table: _Table, source: Tier | None, target: Tier, bucket: int, nodes: list[str]
+    db: sqlite3.Connection, table: _Table, source: Tier | None, target: Tier, start: int, end: int, nodes: list[str]
 ) -> None:
     columns = _columns(table)
     keys = ", ".join(("node_id", *table.keys))
     insert = f"INSERT OR REPLACE INTO {table.name} (tier, bucket, {keys}, {', '.join(columns)}) "
-    for start in range(0, len(nodes), 500):  # SQLite's default limit on bound parameters is 999+
-        chunk = nodes[start : start + 500]
+    for first in range(0, len(nodes), 500):  # SQLite's default limit on bound parameters is 999+
+        chunk = nodes[first : first + 500]
         placeholders = ", ".join("?" * len(chunk))
         if source is None:
-            select = ", ".join(f"count({f.name}), sum({f.name}), min({f.name}), max({f.name})" for f in table.fields)
-            frm = f"FROM {_raw_source(table)}"
-            where = f"WHERE ts >= ? AND ts < ? AND node_id IN ({placeholders})"
-            params: list[object] = [target.seconds, bucket, bucket, bucket + target.bucket_ms, *chunk]
+            # total(), not sum(): a node's counters may add up beyond 64 bits, which sum() refuses.
+            select = ", ".join(f"count({f.name}), total({f.name}), min({f.name}), max({f.name})" for f in table.fields)
+            bucket = "ts - ts % ?"
+            frm = f"FROM {_raw_source(table)} WHERE ts >= ? AND ts < ? AND node_id IN ({placeholders})"
+            params: list[object] = [target.seconds, target.bucket_ms, start, end, *chunk]
         else:
-            select = ", ".join(f"sum({c})" if c.endswith(("_n", "_sum")) else f"{c[-3:]}({c})" for c in columns)
-            frm = f"FROM {table.name}"
-            where = f"WHERE tier = ? AND node_id IN ({placeholders}) AND bucket >= ? AND bucket < ?"
-            params = [target.seconds, bucket, source.seconds, *chunk, bucket, bucket + target.bucket_ms]
-        db.execute(f"{insert} SELECT ?, ?, {keys}, {select} {frm} {where} GROUP BY {keys}", params)
+            select = ", ".join(
+                f"sum({c})" if c.endswith("_n") else f"total({c})" if c.endswith("_sum") else f"{c[-3:]}({c})"
+                for c in columns
+            )
+            bucket = "bucket - bucket % ?"
+            frm = f"FROM {table.name} WHERE tier = ? AND node_id IN ({placeholders}) AND bucket >= ? AND bucket < ?"
+            params = [target.seconds, target.bucket_ms, source.seconds, *chunk, start, end]
+        db.execute(f"{insert} SELECT ?, {bucket} AS b, {keys}, {select} {frm} GROUP BY b, {keys}", params)
 
 
 def _raw_source(table: _Table) -> str:
@@ -176,11 +192,23 @@ def _raw_source(table: _Table) -> str:
     return table.raw
 
 
+def aligned_cutoff(cutoff_ms: int, tiers: Sequence[Tier], pruned: Tier | None) -> int:
+    """``cutoff_ms`` rounded down to a bucket of the tier computed from ``pruned`` (None: raw rows).
+
+    Pruning whole buckets of the next tier up means a source bucket is never half gone when a
+    late sample makes its tier bucket be recomputed.
+    """
+    ordered = sorted(tiers, key=lambda t: t.seconds)
+    above = [t for t in ordered if pruned is None or t.seconds > pruned.seconds]
+    size = above[0].bucket_ms if above else 1
+    return cutoff_ms - cutoff_ms % size
+
+
 def prune(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
     """Delete each tier's buckets older than its retention; rows removed."""
     before = db.total_changes
     for tier in tiers:
-        cutoff = now_ms - int(tier.retention.total_seconds() * 1000)
+        cutoff = aligned_cutoff(now_ms - int(tier.retention.total_seconds() * 1000), tiers, tier)
         for table in TABLES:
             db.execute(f"DELETE FROM {table.name} WHERE tier = ? AND bucket < ?", (tier.seconds, cutoff))  # noqa: S608
     return db.total_changes - before
@@ -188,11 +216,11 @@ def prune(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
 
 def _expression(f: TierField, stat: str, raw: bool) -> str:
     if f.kind is Kind.COUNT or stat == "sum":
-        return f"sum({f.name})" if raw else f"sum({f.name}_sum)"
+        return f"total({f.name})" if raw else f"total({f.name}_sum)"
     if raw:
         return f"{stat}({f.name})"
     if stat == "avg":
-        return f"CAST(sum({f.name}_sum) AS REAL) / NULLIF(sum({f.name}_n), 0)"
+        return f"total({f.name}_sum) / NULLIF(sum({f.name}_n), 0)"
     return f"{stat}({f.name}_{stat})"
 
 

@@ -214,6 +214,8 @@ class SqliteHistoryStore:
             )
             db.execute("CREATE INDEX IF NOT EXISTS node_samples_ts ON node_samples (ts)")
             db.execute("CREATE INDEX IF NOT EXISTS container_samples_ts ON container_samples (ts)")
+            # Rows are keyed (node, name, ts); charts and tiers read one node's containers over a time.
+            db.execute("CREATE INDEX IF NOT EXISTS container_samples_node_ts ON container_samples (node_id, ts)")
             # Fields added to the contract since the file was created become new columns.
             for table, wanted in (
                 ("node_samples", NODE_SERIES_FIELDS + NODE_DERIVED),
@@ -321,7 +323,7 @@ class SqliteHistoryStore:
         return [derived[c] for c in CONTAINER_DERIVED]
 
     def prune(self, older_than: datetime) -> int:
-        cutoff = to_ms(older_than)
+        cutoff = sqlite_tiers.aligned_cutoff(to_ms(older_than), self.retention.tiers, None)
         with self._transaction() as db:
             before = db.total_changes
             db.execute("DELETE FROM node_samples WHERE ts < ?", (cutoff,))
@@ -333,9 +335,7 @@ class SqliteHistoryStore:
     def maintain(self, now: datetime) -> int:
         try:
             with self._transaction() as db:
-                now_ms = to_ms(now)
-                raw_horizon = now_ms - int(self.retention.raw.total_seconds() * 1000)
-                return sqlite_tiers.maintain(db, self.retention.tiers, now_ms, raw_horizon)
+                return sqlite_tiers.maintain(db, self.retention.tiers, to_ms(now))
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -353,7 +353,7 @@ class SqliteHistoryStore:
     def recent_health(self, since: datetime) -> dict[str, RecentHealth]:
         finest = min(self.retention.tiers, key=lambda t: t.seconds)
         rows = self._reader().execute(
-            "SELECT node_id, sum(cycles_lost_sum), max(under_voltage_max) FROM node_rollups "
+            "SELECT node_id, total(cycles_lost_sum), max(under_voltage_max) FROM node_rollups "
             "WHERE tier = ? AND bucket >= ? GROUP BY node_id",
             (finest.seconds, to_ms(since)),
         )

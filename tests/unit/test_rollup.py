@@ -1,0 +1,110 @@
+"""The pure part of downsampling: rates, cycles lost, which tier answers, gaps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from subscriber.rollup import (
+    DEFAULT_TIERS,
+    MAX_POINTS,
+    NODE_TIER_FIELDS,
+    Derivation,
+    Previous,
+    Retention,
+    cycles_lost,
+    derive,
+    mark_gaps,
+    rate,
+)
+
+BEFORE = Previous(ts_ms=1_000_000, counters={"rx": 10_000}, cycle=41)
+
+
+def test_rate_is_bytes_per_second_between_readings() -> None:
+    assert rate(BEFORE, 1_005_000, "rx", 15_000) == 1000.0
+
+
+def test_a_smaller_reading_is_a_counter_that_restarted_from_zero() -> None:
+    assert rate(BEFORE, 1_005_000, "rx", 2_500) == 500.0  # never negative
+
+
+@pytest.mark.parametrize(
+    ("ts", "value", "counter"),
+    [(1_000_000, 20_000, "rx"), (999_000, 20_000, "rx"), (1_000_000 + 3_601_000, 20_000, "rx"), (1_005_000, None, "rx"),
+     (1_005_000, 5, "tx")],
+    ids=["same time", "earlier", "after a long silence", "no reading", "no previous reading"],
+)  # fmt: skip
+def test_no_rate_without_two_readings_close_in_time(ts: int, value: int | None, counter: str) -> None:
+    assert rate(BEFORE, ts, counter, value) is None
+
+
+def test_derive_fills_every_rate_field_of_a_node() -> None:
+    previous = Previous(0, {"network_bytes_recv": 0, "network_bytes_sent": 100})
+    derived = derive(NODE_TIER_FIELDS, previous, 10_000, {"network_bytes_recv": 5000, "network_bytes_sent": 100})
+    assert derived == {"network_recv_rate": 500.0, "network_sent_rate": 0.0}
+    assert derive(NODE_TIER_FIELDS, None, 10_000, {"network_bytes_recv": 5000}) == {
+        "network_recv_rate": None,
+        "network_sent_rate": None,
+    }
+
+
+def test_cycles_lost_counts_the_numbers_that_never_arrived() -> None:
+    assert cycles_lost(BEFORE, 1_005_000, 42, 5.0) == 0
+    assert cycles_lost(BEFORE, 1_020_000, 45, 5.0) == 3
+    assert cycles_lost(None, 1_020_000, 45, 5.0) == 0  # nothing to compare with
+
+
+def test_an_agent_restart_loses_the_cycles_before_its_first_received_one() -> None:
+    assert cycles_lost(BEFORE, 1_015_000, 1, 5.0) == 0
+    assert cycles_lost(BEFORE, 1_015_000, 3, 5.0) == 2
+
+
+def test_a_node_cannot_claim_more_lost_cycles_than_time_allows() -> None:
+    assert cycles_lost(BEFORE, 1_010_000, 2**62, 5.0) == 1  # 10 s at 5 s: at most one missed
+    assert cycles_lost(BEFORE, 1_010_000, 2**62, 0.0) == 0  # no interval to judge by
+
+
+def test_derivation_keeps_the_newest_sample_and_asks_for_older_ones() -> None:
+    derivation = Derivation(max_series=2)
+    derivation.remember(("a",), Previous(5000, {}))
+    derivation.remember(("a",), Previous(1000, {}))  # late: ignored
+    assert derivation.previous(("a",), 9000) == Previous(5000, {})
+    assert derivation.previous(("a",), 5000) is None  # a redelivery or an older sample: look it up
+    derivation.remember(("b",), Previous(1, {}))
+    derivation.remember(("c",), Previous(1, {}))
+    assert derivation.previous(("a",), 9000) is None  # least recently used went first
+
+
+RETENTION = Retention(raw=timedelta(days=7), tiers=DEFAULT_TIERS)
+NOW = 2_000_000_000.0
+DAY = 86_400
+
+
+@pytest.mark.parametrize(
+    ("seconds", "source", "step"),
+    [(3600, "raw", 3), (6 * 3600, "raw", 15), (DAY, "raw", 58), (7 * DAY, "1m", 420), (30 * DAY, "15m", 1800),
+     (365 * DAY, "2h", 21600)],
+)  # fmt: skip
+def test_each_range_reads_the_coarsest_source_fine_enough(seconds: int, source: str, step: int) -> None:
+    res = RETENTION.resolution(NOW - seconds, NOW, NOW, MAX_POINTS)
+    assert (res.name, res.step_seconds) == (source, step)
+    assert seconds / res.step_seconds <= MAX_POINTS
+
+
+def test_fewer_points_asked_means_a_coarser_source() -> None:
+    assert RETENTION.resolution(NOW - DAY, NOW, NOW, 600).name == "1m"
+
+
+def test_a_range_older_than_a_source_keeps_goes_to_one_that_holds_it() -> None:
+    eight_days_ago = NOW - 8 * DAY
+    assert RETENTION.resolution(eight_days_ago, eight_days_ago + 3600, NOW, MAX_POINTS).name == "1m"
+    assert RETENTION.resolution(NOW - 1000 * DAY, NOW - 999 * DAY, NOW, MAX_POINTS).name == "2h"
+
+
+def test_gaps_become_a_null_point_so_lines_break() -> None:
+    stamps, (values,) = mark_gaps([0, 5, 10, 60, 65], [[1.0, 2.0, 3.0, 4.0, 5.0]], expected=5.0)
+    assert stamps == [0, 5, 10, 15, 60, 65]
+    assert values == [1.0, 2.0, 3.0, None, 4.0, 5.0]
+    assert mark_gaps([0, 9], [[1.0, 2.0]], expected=5.0) == ([0, 9], [[1.0, 2.0]])  # jitter is not a gap
