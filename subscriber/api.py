@@ -122,9 +122,19 @@ def create_app(
             clock_skew_seconds=view.clock_skew,
         )
 
+    details: dict[str, tuple[NodeView, str, str]] = {}  # node -> (view, status, JSON), as in FleetSummaries
+
     def detail_json(node_id: str) -> str | None:
         view = state.get(node_id)
-        return detail(view).model_dump_json() if view is not None else None
+        if view is None:
+            details.pop(node_id, None)
+            return None
+        status = summaries.status(view)
+        hit = details.get(node_id)
+        if hit is None or hit[0] is not view or hit[1] != status:
+            hit = (view, status, detail(view).model_dump_json())
+            details[node_id] = hit
+        return hit[2]
 
     @app.get("/api/nodes", summary="Every node with its status, last-seen time and a summary")
     def list_nodes() -> list[NodeSummary]:

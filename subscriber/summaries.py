@@ -104,6 +104,9 @@ class FleetSummaries:
         self._recent: dict[str, RecentHealth] = {}
         self._recent_at = -RECENT_CACHE_SECONDS
         self._lock = threading.Lock()
+        # node -> (view, status, recent, JSON): views are immutable, so an unchanged node is one
+        # identity check away from its JSON, and live streams can look often at little cost.
+        self._json: dict[str, tuple[NodeView, Status, RecentHealth | None, str]] = {}
 
     def _recent_health(self) -> dict[str, RecentHealth]:
         if self.store is None:
@@ -121,3 +124,21 @@ class FleetSummaries:
         recent = self._recent_health()
         empty = RecentHealth(0, False) if self.store is not None else None
         return [summarize(v, self.status(v), recent.get(v.node_id, empty)) for v in self.state.snapshot()]
+
+    def all_json(self) -> dict[str, str]:
+        """Every node's summary as JSON, re-serialised only for nodes whose view or status changed."""
+        recent = self._recent_health()
+        empty = RecentHealth(0, False) if self.store is not None else None
+        current: dict[str, str] = {}
+        with self._lock:
+            cache, self._json = self._json, {}
+            for view in self.state.snapshot():
+                status, health = self.status(view), recent.get(view.node_id, empty)
+                hit = cache.get(view.node_id)
+                if hit is not None and hit[0] is view and hit[1] == status and hit[2] is health:
+                    body = hit[3]
+                else:
+                    body = summarize(view, status, health).model_dump_json()
+                self._json[view.node_id] = (view, status, health, body)
+                current[view.node_id] = body
+        return current

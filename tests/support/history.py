@@ -40,10 +40,13 @@ def sample_times(now: datetime, days: float, recent: timedelta) -> Iterator[tupl
 def messages(
     node_id: str, now: datetime, days: float = 400, recent: timedelta = timedelta(hours=2)
 ) -> tuple[list[NodeMetrics], list[ContainerMetricsBatch]]:
-    """Daily waves in CPU and temperature, counters that grow (and reset once), a few brown-outs."""
+    """Daily waves in CPU and temperature, counters that grow (and reset once), a few brown-outs,
+    and one sample in 400 lost on the way (a gap in the charts, a lost cycle in the counts)."""
     nodes, batches = [], []
     rx = tx = 0
     for i, (t, every) in enumerate(sample_times(now, days, recent)):
+        if i % 400 == 399:
+            continue
         day = 2 * math.pi * (t.timestamp() % 86400) / 86400
         cpu = 25 + 20 * math.sin(day) + 5 * math.sin(i)
         rx, tx = rx + int(every * (40_000 + 30_000 * math.sin(day))), tx + int(every * 12_000)

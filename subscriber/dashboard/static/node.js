@@ -97,8 +97,9 @@ function draw(def, table) {
   const fg = css("--muted");
   const grid = css("--grid");
   const axis = (scale, fmt, side) => ({
-    scale, side, stroke: fg, grid: { stroke: grid, show: side !== 1 }, ticks: { stroke: grid }, size: 70,
+    scale, side, stroke: fg, grid: { stroke: grid, show: side !== 1 }, ticks: { stroke: grid }, size: 84,
     values: (u, ticks) => ticks.map((v) => fmt(v)),
+    incrs: def.bars ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10000, 100000] : undefined,
   });
   const scales = { x: { time: true }, y: def.range ? { range: def.range } : { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } };
   const axes = [{ stroke: fg, grid: { stroke: grid }, ticks: { stroke: grid } }, axis("y", def.fmt, 3)];
@@ -113,7 +114,7 @@ function draw(def, table) {
       label: l.label, stroke: color, width: 1.5, dash: l.dash, scale: l.scale || "y", spanGaps: false,
       value: (u, v) => (l.fmt || def.fmt)(v),
       points: l.points ? { show: true, size: 7, fill: color, stroke: color } : { show: false },
-      paths: l.points ? () => null : def.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : undefined,
+      paths: l.points ? () => null : def.bars ? uPlot.paths.bars({ size: [0.8, 40, 2] }) : undefined,
       fill: def.bars ? `${color}88` : undefined,
     });
   });

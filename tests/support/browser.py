@@ -1,0 +1,61 @@
+"""Headless Chromium from Debian's package, driven by Playwright; and what to do without it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Page
+
+CHROMIUM = os.environ.get("OTTO_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def require_browser() -> None:
+    """Skip without Chromium and Playwright; fail instead when OTTO_REQUIRE_BROWSER=1 (CI)."""
+    problem = None
+    if shutil.which(CHROMIUM) is None:
+        problem = f"{CHROMIUM} not found (apt-get install chromium)"
+    if problem is None:
+        return
+    if os.environ.get("OTTO_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"OTTO_REQUIRE_BROWSER=1 but {problem}", pytrace=False)
+    pytest.skip(f"{problem}; set OTTO_REQUIRE_BROWSER=1 to make this an error")
+
+
+@dataclass
+class Watch:
+    """What a page did that a test must check: console errors, uncaught exceptions, foreign requests."""
+
+    origin: str
+    errors: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def request(self, url: str) -> None:
+        self.requests.append(url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("data", "blob") and f"{parts.scheme}://{parts.netloc}" != self.origin:
+            self.foreign.append(url)
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.foreign == [], self.foreign
+
+
+@contextmanager
+def watched(page: Page, origin: str) -> Iterator[Watch]:
+    """Record a Playwright page's console errors, page errors and requests while the block runs."""
+    watch = Watch(origin)
+    page.on("console", lambda m: watch.errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: watch.errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: watch.request(r.url))
+    yield watch
