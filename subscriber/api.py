@@ -17,31 +17,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 
 from common import __version__
-from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import NODE_ID_PATTERN
 from subscriber.dashboard import SecurityHeaders, dashboard_router, static_files
 from subscriber.live import live_router
 from subscriber.series_api import series_router
 from subscriber.state import FleetState, NodeView
 from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, HistoryStore
-from subscriber.summaries import FleetSummaries, NodeSummary, epoch
+from subscriber.summaries import FleetSummaries, NodeDetail, NodeSummary
 
 MAX_POINTS = 10_000
 DEFAULT_WINDOW = timedelta(hours=1)
 
 NodeIdPath = Annotated[str, Path(pattern=NODE_ID_PATTERN, description="Node id.")]
-
-
-class NodeDetail(BaseModel):
-    """Everything known of one node right now."""
-
-    node_id: str
-    status: Literal["online", "offline", "stale"]
-    last_seen: datetime | None
-    metrics: NodeMetrics | None
-    containers: ContainerMetricsBatch | None
-    node_status: NodeStatus | None = Field(description="The node's last status message (retained or last will).")
-    clock_skew_seconds: float | None = Field(description="As in the node list.")
 
 
 class Point(BaseModel):
@@ -111,38 +98,13 @@ def create_app(
             raise HTTPException(404, f"unknown node {node_id!r}")
         return view
 
-    def detail(view: NodeView) -> NodeDetail:
-        return NodeDetail(
-            node_id=view.node_id,
-            status=summaries.status(view),
-            last_seen=epoch(view.last_seen),
-            metrics=view.metrics,
-            containers=view.containers,
-            node_status=view.status,
-            clock_skew_seconds=view.clock_skew,
-        )
-
-    details: dict[str, tuple[NodeView, str, str]] = {}  # node -> (view, status, JSON), as in FleetSummaries
-
-    def detail_json(node_id: str) -> str | None:
-        view = state.get(node_id)
-        if view is None:
-            details.pop(node_id, None)
-            return None
-        status = summaries.status(view)
-        hit = details.get(node_id)
-        if hit is None or hit[0] is not view or hit[1] != status:
-            hit = (view, status, detail(view).model_dump_json())
-            details[node_id] = hit
-        return hit[2]
-
     @app.get("/api/nodes", summary="Every node with its status, last-seen time and a summary")
     def list_nodes() -> list[NodeSummary]:
         return summaries.all()
 
     @app.get("/api/nodes/{node_id}", summary="Latest node metrics and containers of one node")
     def node_detail(node_id: NodeIdPath) -> NodeDetail:
-        return detail(known(node_id))
+        return summaries.detail(known(node_id))
 
     @app.get("/api/nodes/{node_id}/history", summary="Time series of one field, for the node or one container")
     def history(
@@ -207,7 +169,7 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(series_router(state, store))
-    app.include_router(live_router(summaries, detail_json))
+    app.include_router(live_router(summaries))
     app.include_router(dashboard_router())
     app.mount("/static", static_files(), name="static")
     return app

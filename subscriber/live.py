@@ -54,8 +54,7 @@ async def _stream(request: Request, snapshot: Callable[[], dict[str, str]], name
         quiet += TICK_SECONDS
 
 
-def live_router(summaries: FleetSummaries, node_detail: Callable[[str], str | None]) -> APIRouter:
-    """``node_detail`` gives a node's detail as JSON, None once it is unknown."""
+def live_router(summaries: FleetSummaries) -> APIRouter:
     router = APIRouter()
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -66,11 +65,11 @@ def live_router(summaries: FleetSummaries, node_detail: Callable[[str], str | No
 
     @router.get("/api/nodes/{node_id}/live", summary="Server-sent events: one node's detail as it changes")
     async def node_live(request: Request, node_id: Annotated[str, Path(pattern=NODE_ID_PATTERN)]) -> StreamingResponse:
-        if node_detail(node_id) is None:
+        if summaries.detail_json(node_id) is None:
             raise HTTPException(404, f"unknown node {node_id!r}")
 
         def one() -> dict[str, str]:
-            body = node_detail(node_id)
+            body = summaries.detail_json(node_id)
             return {node_id: body} if body is not None else {}
 
         return StreamingResponse(_stream(request, one, "node"), media_type="text/event-stream", headers=headers)

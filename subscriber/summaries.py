@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
 from subscriber.state import FleetState, NodeView
 from subscriber.store import HistoryStore, RecentHealth
 
@@ -50,6 +51,18 @@ class NodeSummary(BaseModel):
     clock_skew_seconds: float | None = Field(
         description="How far the node's clock was ahead (negative: behind) when its latest metrics arrived."
     )
+
+
+class NodeDetail(BaseModel):
+    """Everything known of one node right now."""
+
+    node_id: str
+    status: Status
+    last_seen: datetime | None
+    metrics: NodeMetrics | None
+    containers: ContainerMetricsBatch | None
+    node_status: NodeStatus | None = Field(description="The node's last status message (retained or last will).")
+    clock_skew_seconds: float | None = Field(description="As in the node list.")
 
 
 def epoch(value: float | None) -> datetime | None:
@@ -107,6 +120,7 @@ class FleetSummaries:
         # node -> (view, status, recent, JSON): views are immutable, so an unchanged node is one
         # identity check away from its JSON, and live streams can look often at little cost.
         self._json: dict[str, tuple[NodeView, Status, RecentHealth | None, str]] = {}
+        self._details: dict[str, tuple[NodeView, Status, str]] = {}
 
     def _recent_health(self) -> dict[str, RecentHealth]:
         if self.store is None:
@@ -142,3 +156,28 @@ class FleetSummaries:
                 self._json[view.node_id] = (view, status, health, body)
                 current[view.node_id] = body
         return current
+
+    def detail(self, view: NodeView) -> NodeDetail:
+        return NodeDetail(
+            node_id=view.node_id,
+            status=self.status(view),
+            last_seen=epoch(view.last_seen),
+            metrics=view.metrics,
+            containers=view.containers,
+            node_status=view.status,
+            clock_skew_seconds=view.clock_skew,
+        )
+
+    def detail_json(self, node_id: str) -> str | None:
+        """One node's detail as JSON (None once unknown), re-serialised only when it changed."""
+        view = self.state.get(node_id)
+        with self._lock:
+            if view is None:
+                self._details.pop(node_id, None)
+                return None
+            status = self.status(view)
+            hit = self._details.get(node_id)
+            if hit is None or hit[0] is not view or hit[1] != status:
+                hit = (view, status, self.detail(view).model_dump_json())
+                self._details[node_id] = hit
+            return hit[2]

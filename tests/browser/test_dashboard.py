@@ -50,7 +50,8 @@ COUNT_SERIES_PIXELS = """(id) => {
   const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
   let n = 0;
   for (let i = 0; i < d.length; i += 4) {
-    if (d[i + 3] > 100 && Math.abs(d[i] - 31) < 50 && Math.abs(d[i + 1] - 119) < 50 && Math.abs(d[i + 2] - 180) < 50) n++;
+    const near = Math.abs(d[i] - 31) < 50 && Math.abs(d[i + 1] - 119) < 50 && Math.abs(d[i + 2] - 180) < 50;
+    if (d[i + 3] > 100 && near) n++;
   }
   return n;
 }"""
@@ -261,7 +262,7 @@ def test_strings_from_a_node_are_shown_as_text(visit: Visit, fleet: Fleet) -> No
     page.goto(fleet.base + "/")
     expect(page.locator('tr[data-node="pi-hostile"]')).to_be_visible()
     page.goto(fleet.base + "/nodes/pi-hostile")
-    expect(page.locator('#containers tbody tr td.name').first).to_have_text(HOSTILE_NAME)
+    expect(page.locator("#containers tbody tr td.name").first).to_have_text(HOSTILE_NAME)
     expect(page.locator("#containers tbody")).to_contain_text(HOSTILE_IMAGE)
     expect(page.locator("#containers-error")).to_have_text(f"Containers: {HOSTILE_ERROR}")
     assert page.evaluate("() => window.__pwned") is None

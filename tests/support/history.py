@@ -45,13 +45,13 @@ def messages(
     nodes, batches = [], []
     rx = tx = 0
     for i, (t, every) in enumerate(sample_times(now, days, recent)):
-        if i % 400 == 399:
-            continue
         day = 2 * math.pi * (t.timestamp() % 86400) / 86400
         cpu = 25 + 20 * math.sin(day) + 5 * math.sin(i)
         rx, tx = rx + int(every * (40_000 + 30_000 * math.sin(day))), tx + int(every * 12_000)
         if i == 500:
             rx = tx = 0  # a reboot
+        if i % 400 == 399:
+            continue
         cores = [min(100.0, max(0.0, cpu + 10 * math.sin(i + c))) for c in range(4)]
         nodes.append(
             node_metrics(
