@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from bench import cycle, footprint, ingest, scale
+from bench import cycle, dashboard, footprint, ingest, scale
 from bench.system import machine
 from tests.support.docker_gate import require_docker
 
@@ -70,6 +70,7 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
     results["ingest"] = ingest.run(workdir / "ingest", config["ingest_messages"], 2, config["latency_seconds"])
     print("scale: 1,000 nodes x 20 containers every 5 s ...", file=sys.stderr, flush=True)
     results["scale"] = scale.run(workdir / "scale", 1000, 20, config["scale_seconds"])
+    results["dashboard"] = dashboard.run(workdir / "dashboard", quick=config is QUICK)
     return results
 
 
@@ -128,6 +129,11 @@ def table(results: dict[str, Any]) -> str:
         f"| {s['published']:,} | {s['received']:,.0f} | {s['node_rows']:,.0f} + {s['container_rows']:,.0f} "
         f"| {s['lost']:.0f} | {s['subscriber_cpu_percent']:.1f} % | {s['subscriber_rss_peak_mb']:.0f} MB |"
     )
+    lines.append(
+        f"\nTier maintenance in that run: {s['rollup_buckets']:.0f} buckets in {s['rollup_seconds']:.2f} s, "
+        f"{s['rollup_share_percent']:.1f} % of the subscriber's CPU (target under 10 %)."
+    )
+    lines += dashboard.table(results["dashboard"])
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def run(
                 )
                 for i in range(publishers)
             ]  # fmt: skip
-            cpu0, wall0, rss_peak = process_cpu_seconds(pid), time.monotonic(), 0.0
+            cpu0, wall0, rss_peak, epoch0 = process_cpu_seconds(pid), time.monotonic(), 0.0, time.time()
             processes, results = start_publishers(plans)
             while any(p.is_alive() for p in processes) and time.monotonic() - wall0 < seconds + 120:
                 rss_peak = max(rss_peak, process_rss_mb(pid))
@@ -55,6 +55,16 @@ def run(
             time.sleep(1)  # the last batch commits within 20 ms of its first message
             wall = time.monotonic() - wall0
             cpu = process_cpu_seconds(pid) - cpu0
+            # Every minute the fleet touched is rolled up once it has closed (15 s grace, a pass every
+            # 20 s): wait for those passes and price their time against all the subscriber's CPU.
+            minutes = int(time.time() // 60) - int(epoch0 // 60) + 1
+            deadline = time.monotonic() + 100
+            while (subscriber.metric("otto_subscriber_rollup_buckets_total") or 0) < minutes:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            rollup_seconds = subscriber.metric("otto_subscriber_rollup_seconds_total") or 0.0
+            rollup_cpu_base = process_cpu_seconds(pid) - cpu0
             node_rows = subscriber.metric("otto_subscriber_rows_stored_total", table="node_samples") or 0
             container_rows = subscriber.metric("otto_subscriber_rows_stored_total", table="container_samples") or 0
             rejected = sum(
@@ -79,6 +89,9 @@ def run(
                 "subscriber_rss_mb": process_rss_mb(pid),
                 "subscriber_rss_peak_mb": max(rss_peak, process_rss_mb(pid)),
                 "messages_per_s": published / seconds,
+                "rollup_buckets": subscriber.metric("otto_subscriber_rollup_buckets_total") or 0,
+                "rollup_seconds": rollup_seconds,
+                "rollup_share_percent": rollup_seconds / rollup_cpu_base * 100 if rollup_cpu_base else 0.0,
             }
         finally:
             assert subscriber.stop() == 0
