@@ -351,13 +351,32 @@ class SqliteHistoryStore:
         return sqlite_tiers.read(self._reader(), _TABLES[scope], res, node_id, columns, to_ms(start), to_ms(end))
 
     def recent_health(self, since: datetime) -> dict[str, RecentHealth]:
-        finest = min(self.retention.tiers, key=lambda t: t.seconds)
-        rows = self._reader().execute(
-            "SELECT node_id, total(cycles_lost_sum), max(under_voltage_max) FROM node_rollups "
-            "WHERE tier = ? AND bucket >= ? GROUP BY node_id",
-            (finest.seconds, to_ms(since)),
-        )
-        return {node: RecentHealth(int(lost or 0), bool(uv)) for node, lost, uv in rows}
+        # Closed quarter hours from the 15-minute tier, the minutes after them from the 1-minute
+        # tier: a day for a thousand nodes is about 110,000 rows instead of 1.4 million.
+        finest, *coarser = sorted(self.retention.tiers, key=lambda t: t.seconds)
+        reader = self._reader()
+        start = split = to_ms(since)
+        parts: list[tuple[int, int, int]] = []
+        if coarser:
+            quarter = coarser[0]
+            first = start + (-start) % quarter.bucket_ms  # quarters wholly inside the day only
+            last = reader.execute("SELECT max(bucket) FROM node_rollups WHERE tier = ?", (quarter.seconds,)).fetchone()
+            if last[0] is not None and last[0] >= first:
+                split = last[0] + quarter.bucket_ms
+                parts += [(finest.seconds, start, first), (quarter.seconds, first, split)]
+        parts.append((finest.seconds, split, 2**62))
+        health: dict[str, RecentHealth] = {}
+        for tier, begin, end in parts:
+            rows = reader.execute(
+                # Without the hint SQLite walks the whole tier in key order to save a sort.
+                "SELECT node_id, total(cycles_lost_sum), max(under_voltage_max) FROM node_rollups "
+                "INDEXED BY node_rollups_age WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY node_id",
+                (tier, begin, end),
+            )
+            for node, lost, uv in rows:
+                before = health.get(node, RecentHealth(0, False))
+                health[node] = RecentHealth(before.cycles_lost + int(lost or 0), before.under_voltage or bool(uv))
+        return health
 
     # -- reading ----------------------------------------------------------------------------------
 

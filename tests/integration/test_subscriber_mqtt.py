@@ -148,9 +148,15 @@ def test_messages_published_while_stopped_are_all_there_after_restart(broker: Br
 
 def test_history_survives_restart_and_retention_prunes(broker: Broker, tmp_path: Path) -> None:
     # Samples already older than the retention are never stored, so "old" ages past it while stopped.
+    # Raw rows go in whole minutes (the 1-minute tier is never computed from half a minute): "old" is
+    # the last second of a minute, so it goes once the cutoff reaches the next minute.
+    minute = now().replace(second=0, microsecond=0)
+    if now() - minute > timedelta(seconds=25):  # "old" must still be within the retention when sent
+        minute += timedelta(minutes=1)
+    time.sleep(max(0.0, (minute + timedelta(seconds=2) - now()).total_seconds()))  # "recent" in this minute
     subscriber = SubscriberProcess(broker, tmp_path, retention="30s").start()
     publisher = Publisher(broker, "node-a")
-    old, recent = now() - timedelta(seconds=20), now() - timedelta(seconds=1)
+    old, recent = minute - timedelta(seconds=1), now() - timedelta(seconds=1)
     try:
         publisher.publish(
             container_metrics_topic("node-a"), to_payload(container_batch(at=old, containers=[container("db")]))
@@ -161,7 +167,7 @@ def test_history_survives_restart_and_retention_prunes(broker: Broker, tmp_path:
         db = tmp_path / "history.db"
         wait_until(lambda: rows(db, "node_samples", "node-a") == 2)
         assert subscriber.stop() == 0
-        time.sleep(max(0.0, (old + timedelta(seconds=31) - now()).total_seconds()))
+        time.sleep(max(0.0, (minute + timedelta(seconds=31) - now()).total_seconds()))
         # Restarted: the live picture and the history are back before any new message arrives,
         # and the retention pass (a few seconds after start) removes the samples older than 30 s.
         subscriber.start()
