@@ -273,19 +273,23 @@ class Ingestor:
             )
             self._outage = None
 
-    def maintain(self) -> None:
-        """Bring the downsampled tiers up to date; a failure is retried at the next call."""
+    def maintain(self, budget: float) -> bool:
+        """Work on the downsampled tiers for about ``budget`` seconds; True when none is left.
+
+        A failure is counted, logged once a minute and retried at the next call.
+        """
         if self.store is None:
-            return
+            return True
         started = time.monotonic()
         try:
-            computed = self.store.maintain(datetime.now(UTC))
+            computed, finished = self.store.maintain(datetime.now(UTC), budget)
         except Exception as exc:
             self.counters.store_errors.inc()
             self._store_failures.warning("maintain", "cannot update the downsampled tiers (%s)", exc)
-            return
+            return True
         self.counters.rollup_buckets.inc(computed)
         self.counters.rollup_seconds.inc(time.monotonic() - started)
+        return finished
 
     def prune(self, retention: timedelta) -> None:
         """Delete history older than ``retention``, and forget nodes silent for that long."""

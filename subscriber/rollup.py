@@ -11,8 +11,7 @@ decided here (``resolution``), so that a chart never receives more than about ``
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -97,9 +96,12 @@ CONTAINER_TIER_FIELDS = (
     TierField("block_write_rate", Kind.RATE, "B/s", "block_write_bytes"),
 )
 
-#: Columns added to raw rows at ingest: the rates, and for nodes the cycles lost before the sample.
-NODE_DERIVED = [f.name for f in NODE_TIER_FIELDS if f.kind is not Kind.GAUGE]
-CONTAINER_DERIVED = [f.name for f in CONTAINER_TIER_FIELDS if f.kind is not Kind.GAUGE]
+#: Counters a node's and a container's rates are derived from, in the order of their rate columns.
+NODE_COUNTERS = tuple(f.source for f in NODE_TIER_FIELDS if f.kind is Kind.RATE and f.source)
+CONTAINER_COUNTERS = tuple(f.source for f in CONTAINER_TIER_FIELDS if f.kind is Kind.RATE and f.source)
+#: Columns added to raw rows at ingest: the rates, then (nodes) the cycles lost before the sample.
+NODE_DERIVED = [f.name for f in NODE_TIER_FIELDS if f.kind is Kind.RATE] + ["cycles_lost"]
+CONTAINER_DERIVED = [f.name for f in CONTAINER_TIER_FIELDS if f.kind is Kind.RATE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +109,23 @@ class Previous:
     """The last sample of one series as far as derivation is concerned."""
 
     ts_ms: int
-    counters: Mapping[str, int | None]
+    counters: tuple[int | None, ...]  # NODE_COUNTERS or CONTAINER_COUNTERS, in that order
     cycle: int = 0
 
 
-def rate(previous: Previous, ts_ms: int, counter: str, value: int | None) -> float | None:
-    """Bytes per second between two readings of a counter.
+def rates(previous: Previous | None, ts_ms: int, counters: tuple[int | None, ...]) -> list[float | None]:
+    """Bytes per second of each counter since ``previous`` (None where there is no rate).
 
     A smaller value means the counter restarted from zero (a container restarted, a host
-    rebooted), so the bytes since then are ``value``, as Prometheus' rate() assumes.
+    rebooted), so the bytes since then are the value itself, as Prometheus' rate() assumes.
     """
-    before = previous.counters.get(counter)
-    seconds = (ts_ms - previous.ts_ms) / 1000
-    if value is None or before is None or not 0 < seconds <= MAX_RATE_GAP_SECONDS:
-        return None
-    return (value - before if value >= before else value) / seconds
+    seconds = (ts_ms - previous.ts_ms) / 1000 if previous is not None else 0.0
+    if previous is None or not 0 < seconds <= MAX_RATE_GAP_SECONDS:
+        return [None] * len(counters)
+    return [
+        None if value is None or before is None else (value - before if value >= before else value) / seconds
+        for value, before in zip(counters, previous.counters, strict=True)
+    ]
 
 
 def cycles_lost(previous: Previous | None, ts_ms: int, cycle: int, interval: float) -> int:
@@ -139,43 +143,34 @@ def cycles_lost(previous: Previous | None, ts_ms: int, cycle: int, interval: flo
 
 
 class Derivation:
-    """Remembers the previous sample of every series (bounded, least recently used first out).
+    """Remembers the latest sample of every series, to derive the next one's rates from.
 
-    A miss (a series not seen since start, or a sample older than the one remembered) is
-    answered by the caller from stored rows through ``seed``.
+    Bounded: past ``max_series`` it forgets samples older than ``MAX_RATE_GAP_SECONDS`` before
+    the newest (no rate is derived across them anyway), then, if need be, the older half.
     """
 
     def __init__(self, max_series: int = 500_000) -> None:
         self.max_series = max_series
-        self._previous: OrderedDict[tuple[str, ...], Previous] = OrderedDict()
+        self._latest: dict[tuple[str, ...], Previous] = {}
 
-    def previous(self, key: tuple[str, ...], ts_ms: int) -> Previous | None:
-        """The remembered sample before ``ts_ms``, or None when the caller must look it up."""
-        found = self._previous.get(key)
-        if found is None or found.ts_ms >= ts_ms:
+    def exchange(self, key: tuple[str, ...], sample: Previous) -> Previous | None:
+        """Remember ``sample`` and return the sample before it, or None when the caller must look
+        that up in the stored rows: a series not seen since start, or a sample older than (or
+        as old as) the one remembered, which stays the reference."""
+        found = self._latest.get(key)
+        if found is not None and found.ts_ms >= sample.ts_ms:
             return None
-        self._previous.move_to_end(key)
+        self._latest[key] = sample
+        if len(self._latest) > self.max_series:
+            self._forget(sample.ts_ms)
         return found
 
-    def remember(self, key: tuple[str, ...], sample: Previous) -> None:
-        current = self._previous.get(key)
-        if current is not None and current.ts_ms > sample.ts_ms:
-            return  # an older sample arrived late: the newer one stays the reference
-        self._previous[key] = sample
-        self._previous.move_to_end(key)
-        while len(self._previous) > self.max_series:
-            self._previous.popitem(last=False)
-
-
-def derive(
-    fields: Sequence[TierField], previous: Previous | None, ts_ms: int, counters: Mapping[str, int | None]
-) -> dict[str, float | None]:
-    """The rate columns of one sample (None where no rate can be derived)."""
-    return {
-        f.name: rate(previous, ts_ms, f.source, counters.get(f.source)) if previous and f.source else None
-        for f in fields
-        if f.kind is Kind.RATE and f.source is not None
-    }
+    def _forget(self, now_ms: int) -> None:
+        horizon = now_ms - MAX_RATE_GAP_SECONDS * 1000
+        self._latest = {k: v for k, v in self._latest.items() if v.ts_ms >= horizon}
+        if len(self._latest) > self.max_series:
+            newest = sorted(self._latest.items(), key=lambda item: item[1].ts_ms)[len(self._latest) // 2 :]
+            self._latest = dict(newest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ in the database, a restart resumes where the last maintenance stopped.
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ from subscriber.rollup import (
 
 #: A bucket is computed once this long after it ends (later samples dirty it again).
 CLOSE_GRACE_MS = 15_000
+#: (node, bucket) marks computed in one unit of work: 60 nodes' minute, about 15,000 raw rows.
+UNIT_MARKS = 60
+DAY_MS = 86_400_000
 _STATS = ("n", "sum", "min", "max")
 
 
@@ -93,13 +98,18 @@ def mark(db: sqlite3.Connection, touched: Iterable[tuple[str, int]]) -> None:
     )
 
 
-def maintain(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
-    """Compute every closed dirty bucket, finest tier first; the number of buckets computed.
+def maintain(
+    db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int, deadline: float = math.inf
+) -> tuple[int, bool]:
+    """Compute closed dirty buckets, finest tier first, until done or ``deadline`` (monotonic)
+    has passed; the number of buckets completed, and whether nothing closed is left.
 
     Marks use tier 0 for "minutes touched in raw rows"; a mark on a finer tier becomes, once its
-    bucket has closed, a computed bucket of the next tier up and a mark on the one after. Runs of
-    closed buckets are computed a window at a time, so catching up after a long stop is cheap;
-    a (node, bucket) in a window that was not dirty is recomputed to the same value.
+    bucket has closed, a computed bucket of the next tier up and a mark on the one after. Work
+    goes in units of at most ``UNIT_MARKS`` (node, bucket) marks: runs of sparse buckets share a
+    unit (catching up after a long stop is cheap), a crowded bucket is split by nodes (a thousand
+    nodes' minute is 17 units), so one unit never holds up ingestion for long. A (node, bucket)
+    in a unit that was not dirty is recomputed to the same value.
     """
     done = 0
     ordered = sorted(tiers, key=lambda t: t.seconds)
@@ -108,17 +118,12 @@ def maintain(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
         mark_tier = source.seconds if source else 0
         size = target.bucket_ms
         closed = now_ms - size - CLOSE_GRACE_MS
-        buckets = sorted(
-            {
-                b - b % size
-                for (b,) in db.execute(
-                    "SELECT DISTINCT bucket FROM rollup_dirty WHERE tier = ? AND bucket - bucket % ? <= ?",
-                    (mark_tier, size, closed),
-                )
-            }
-        )
-        done += len(buckets)
-        for start, end in _windows(buckets, size):
+        crowds = db.execute(
+            "SELECT bucket - bucket % ? AS b, count(DISTINCT node_id) FROM rollup_dirty "
+            "WHERE tier = ? AND bucket - bucket % ? <= ? GROUP BY b ORDER BY b",
+            (size, mark_tier, size, closed),
+        ).fetchall()
+        for start, end, buckets in _windows(crowds, size):
             nodes = [
                 node_id
                 for (node_id,) in db.execute(
@@ -126,33 +131,45 @@ def maintain(db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int) -> int:
                     (mark_tier, start, end),
                 )
             ]
-            for table in TABLES:
-                _recompute(db, table, source, target, start, end, nodes)
-            db.execute(
-                "INSERT OR IGNORE INTO rollup_dirty SELECT ?, bucket - bucket % ?, node_id FROM rollup_dirty "
-                "WHERE tier = ? AND bucket >= ? AND bucket < ?",
-                (target.seconds, size, mark_tier, start, end),
-            )
-            db.execute(
-                "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?", (mark_tier, start, end)
-            )
+            per_unit = max(1, UNIT_MARKS // buckets)
+            for first in range(0, len(nodes), per_unit):
+                chunk = nodes[first : first + per_unit]
+                for table in TABLES:
+                    _recompute(db, table, source, target, start, end, chunk)
+                placeholders = ", ".join("?" * len(chunk))
+                db.execute(
+                    "INSERT OR IGNORE INTO rollup_dirty SELECT ?, bucket - bucket % ?, node_id FROM rollup_dirty "  # noqa: S608
+                    f"WHERE tier = ? AND bucket >= ? AND bucket < ? AND node_id IN ({placeholders})",
+                    (target.seconds, size, mark_tier, start, end, *chunk),
+                )
+                db.execute(
+                    "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ? "  # noqa: S608
+                    f"AND node_id IN ({placeholders})",
+                    (mark_tier, start, end, *chunk),
+                )
+                if time.monotonic() > deadline and first + per_unit < len(nodes):
+                    return done, False
+            done += buckets
+            if time.monotonic() > deadline:
+                return done, False
     # Marks on the coarsest tier have nothing above them.
     db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (ordered[-1].seconds,))
-    return done
+    return done, True
 
 
-def _windows(buckets: list[int], size: int, most: int = 240) -> list[tuple[int, int]]:
-    """Sorted bucket starts grouped into [start, end) windows, each at most ``most`` dirty buckets
-    and a day wide."""
-    windows: list[tuple[int, int]] = []
-    counts: list[int] = []
-    for bucket in buckets:
-        if windows and counts[-1] < most and bucket + size - windows[-1][0] <= max(most * size, 86_400_000):
-            windows[-1] = (windows[-1][0], bucket + size)
-            counts[-1] += 1
+def _windows(crowds: list[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
+    """``(bucket, dirty nodes)`` in bucket order, grouped into ``(start, end, buckets)`` windows of
+    at most ``UNIT_MARKS`` marks (a crowded bucket alone) and at most a day wide."""
+    windows: list[tuple[int, int, int]] = []
+    marks = 0
+    for bucket, nodes in crowds:
+        if windows and marks + nodes <= UNIT_MARKS and bucket + size - windows[-1][0] <= max(UNIT_MARKS * size, DAY_MS):
+            start, _, buckets = windows[-1]
+            windows[-1] = (start, bucket + size, buckets + 1)
+            marks += nodes
         else:
-            windows.append((bucket, bucket + size))
-            counts.append(1)
+            windows.append((bucket, bucket + size, 1))
+            marks = nodes
     return windows
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
+import time
 import types
 import typing
 from collections.abc import Sequence
@@ -30,17 +32,17 @@ from pydantic import BaseModel, ValidationError
 from contract.models import AgentStats, ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
 from subscriber import sqlite_tiers
 from subscriber.rollup import (
+    CONTAINER_COUNTERS,
     CONTAINER_DERIVED,
-    CONTAINER_TIER_FIELDS,
+    NODE_COUNTERS,
     NODE_DERIVED,
-    NODE_TIER_FIELDS,
     Derivation,
     Previous,
     Resolution,
     Retention,
     TierField,
     cycles_lost,
-    derive,
+    rates,
 )
 from subscriber.state import NodeView
 
@@ -72,8 +74,6 @@ AGENT_FIELDS = _columns(AgentStats, NUMERIC, set())
 NODE_SERIES_FIELDS = NODE_FIELDS + [f"agent_{name}" for name in AGENT_FIELDS]
 #: Queryable container history fields.
 CONTAINER_SERIES_FIELDS = _columns(ContainerMetrics, NUMERIC, set())
-_NODE_COUNTERS = [f.source for f in NODE_TIER_FIELDS if f.source]
-_CONTAINER_COUNTERS = [f.source for f in CONTAINER_TIER_FIELDS if f.source]
 CONTAINER_TEXT_FIELDS = ["container_id", "image", "state", "health"]
 
 
@@ -142,8 +142,9 @@ class HistoryStore(Protocol):
 
     retention: Retention
 
-    def maintain(self, now: datetime) -> int:
-        """Bring the downsampled tiers up to date; buckets computed."""
+    def maintain(self, now: datetime, budget: float | None = None) -> tuple[int, bool]:
+        """Bring the downsampled tiers up to date, for about ``budget`` seconds at most (None: all
+        of it); buckets completed, and whether nothing closed is left to compute."""
 
     def buckets(
         self,
@@ -248,7 +249,10 @@ class SqliteHistoryStore:
         with self._transaction() as db:
             node_rows = [(*_node_row(m), *self._node_derived(db, m)) for m in nodes]
             container_rows = [
-                (*_container_row(b, c), *self._container_derived(db, b, c)) for b in batches for c in b.containers
+                (*_container_row(b, ts, c), *self._container_derived(db, b.node_id, ts, c))
+                for b in batches
+                for ts in (to_ms(b.timestamp),)
+                for c in b.containers
             ]
             before = db.total_changes
             if node_rows:
@@ -287,40 +291,31 @@ class SqliteHistoryStore:
 
     def _node_derived(self, db: sqlite3.Connection, message: NodeMetrics) -> list[Any]:
         ts = to_ms(message.timestamp)
-        key = (message.node_id,)
-        previous = self._derivation.previous(key, ts)
-        if previous is None:
+        counters = tuple(getattr(message, c) for c in NODE_COUNTERS)
+        previous = self._derivation.exchange((message.node_id,), Previous(ts, counters, message.cycle))
+        if previous is None:  # not seen since start, or an older sample: read the one before back
             row = db.execute(
-                f"SELECT ts, cycle, {', '.join(_NODE_COUNTERS)} FROM node_samples "  # noqa: S608
+                f"SELECT ts, cycle, {', '.join(NODE_COUNTERS)} FROM node_samples "  # noqa: S608
                 "WHERE node_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
                 (message.node_id, ts),
             ).fetchone()
-            if row is not None:
-                previous = Previous(row[0], dict(zip(_NODE_COUNTERS, row[2:], strict=True)), int(row[1] or 0))
-        counters = {c: getattr(message, c) for c in _NODE_COUNTERS}
-        self._derivation.remember(key, Previous(ts, counters, message.cycle))
-        derived = derive(NODE_TIER_FIELDS, previous, ts, counters)
-        derived["cycles_lost"] = cycles_lost(previous, ts, message.cycle, message.interval_seconds)
-        return [derived[c] for c in NODE_DERIVED]
+            previous = Previous(row[0], tuple(row[2:]), int(row[1] or 0)) if row is not None else None
+        return [*rates(previous, ts, counters), cycles_lost(previous, ts, message.cycle, message.interval_seconds)]
 
     def _container_derived(
-        self, db: sqlite3.Connection, batch: ContainerMetricsBatch, container: ContainerMetrics
-    ) -> list[Any]:
-        ts = to_ms(batch.timestamp)
-        key = (batch.node_id, container.container_name)
-        previous = self._derivation.previous(key, ts)
+        self, db: sqlite3.Connection, node_id: str, ts: int, container: ContainerMetrics
+    ) -> list[float | None]:
+        key = (node_id, container.container_name)
+        counters = tuple(getattr(container, c) for c in CONTAINER_COUNTERS)
+        previous = self._derivation.exchange(key, Previous(ts, counters))
         if previous is None:
             row = db.execute(
-                f"SELECT ts, {', '.join(_CONTAINER_COUNTERS)} FROM container_samples "  # noqa: S608
+                f"SELECT ts, {', '.join(CONTAINER_COUNTERS)} FROM container_samples "  # noqa: S608
                 "WHERE node_id = ? AND container_name = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
                 (*key, ts),
             ).fetchone()
-            if row is not None:
-                previous = Previous(row[0], dict(zip(_CONTAINER_COUNTERS, row[1:], strict=True)))
-        counters = {c: getattr(container, c) for c in _CONTAINER_COUNTERS}
-        self._derivation.remember(key, Previous(ts, counters))
-        derived = derive(CONTAINER_TIER_FIELDS, previous, ts, counters)
-        return [derived[c] for c in CONTAINER_DERIVED]
+            previous = Previous(row[0], tuple(row[1:])) if row is not None else None
+        return rates(previous, ts, counters)
 
     def prune(self, older_than: datetime) -> int:
         cutoff = sqlite_tiers.aligned_cutoff(to_ms(older_than), self.retention.tiers, None)
@@ -332,10 +327,11 @@ class SqliteHistoryStore:
             pruned = db.total_changes - before
             return pruned + sqlite_tiers.prune(db, self.retention.tiers, to_ms(datetime.now(UTC)))
 
-    def maintain(self, now: datetime) -> int:
+    def maintain(self, now: datetime, budget: float | None = None) -> tuple[int, bool]:
+        deadline = time.monotonic() + budget if budget is not None else math.inf
         try:
             with self._transaction() as db:
-                return sqlite_tiers.maintain(db, self.retention.tiers, to_ms(now))
+                return sqlite_tiers.maintain(db, self.retention.tiers, to_ms(now), deadline)
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -480,11 +476,11 @@ def _node_row(message: NodeMetrics) -> tuple[Any, ...]:
     )
 
 
-def _container_row(batch: ContainerMetricsBatch, container: ContainerMetrics) -> tuple[Any, ...]:
+def _container_row(batch: ContainerMetricsBatch, ts: int, container: ContainerMetrics) -> tuple[Any, ...]:
     return (
         batch.node_id,
         container.container_name,
-        to_ms(batch.timestamp),
+        ts,
         *(getattr(container, c) for c in CONTAINER_TEXT_FIELDS),
         *(getattr(container, c) for c in CONTAINER_SERIES_FIELDS),
     )

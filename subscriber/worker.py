@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.02
 FLUSH_MESSAGES = 1000
 PRUNE_EVERY_SECONDS = 600.0
-#: How often closed buckets of the downsampled tiers are computed.
+#: How often closed buckets of the downsampled tiers are computed, and for how long at a time;
+#: while work is left, a pass follows every MAINTAIN_CATCH_UP_SECONDS, so catching up takes at
+#: most a fifth of the worker's time and ingestion never waits more than a pass.
 MAINTAIN_EVERY_SECONDS = 20.0
+MAINTAIN_BUDGET_SECONDS = 0.02
+MAINTAIN_CATCH_UP_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +131,8 @@ class IngestWorker:
                 ingestor.prune(self.retention)
             self._next_prune = time.monotonic() + self.prune_every
         if time.monotonic() >= self._next_maintain:
-            ingestor.maintain()
-            self._next_maintain = time.monotonic() + self.maintain_every
+            finished = ingestor.maintain(MAINTAIN_BUDGET_SECONDS)
+            self._next_maintain = time.monotonic() + (self.maintain_every if finished else MAINTAIN_CATCH_UP_SECONDS)
         return True
 
     def _settle(self, tokens: list[Hashable] | None) -> None:

@@ -309,3 +309,12 @@ def test_an_agent_killed_turns_offline_on_the_page_within_two_seconds(visit: Vis
     assert took < 2.0, f"offline shown {took:.2f} s after the kill"
     page.goto(fleet.base + "/nodes/pi-beta")
     expect(page.locator("#status .badge")).to_have_text("offline")
+
+
+def test_an_unknown_node_gets_a_plain_answer(visit: Visit, fleet: Fleet) -> None:
+    page = visit.page
+    page.goto(fleet.base + "/nodes/pi-nobody")
+    expect(page.locator("[data-unknown]")).to_contain_text('No node called "pi-nobody"')
+    # The one request that answered 404 is the point of this page; Chromium logs it as an error.
+    assert [e for e in visit.watch.errors if "404" not in e] == []
+    visit.watch.errors.clear()

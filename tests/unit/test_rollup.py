@@ -7,47 +7,44 @@ from datetime import timedelta
 import pytest
 
 from subscriber.rollup import (
+    CONTAINER_COUNTERS,
     DEFAULT_TIERS,
     MAX_POINTS,
-    NODE_TIER_FIELDS,
+    NODE_COUNTERS,
+    NODE_DERIVED,
     Derivation,
     Previous,
     Retention,
     cycles_lost,
-    derive,
     mark_gaps,
-    rate,
+    rates,
 )
 
-BEFORE = Previous(ts_ms=1_000_000, counters={"rx": 10_000}, cycle=41)
+BEFORE = Previous(ts_ms=1_000_000, counters=(10_000, None), cycle=41)
 
 
 def test_rate_is_bytes_per_second_between_readings() -> None:
-    assert rate(BEFORE, 1_005_000, "rx", 15_000) == 1000.0
+    assert rates(BEFORE, 1_005_000, (15_000, 7)) == [1000.0, None]  # no rate without a reading before
 
 
 def test_a_smaller_reading_is_a_counter_that_restarted_from_zero() -> None:
-    assert rate(BEFORE, 1_005_000, "rx", 2_500) == 500.0  # never negative
+    assert rates(BEFORE, 1_005_000, (2_500, None)) == [500.0, None]  # never negative
 
 
 @pytest.mark.parametrize(
-    ("ts", "value", "counter"),
-    [(1_000_000, 20_000, "rx"), (999_000, 20_000, "rx"), (1_000_000 + 3_601_000, 20_000, "rx"), (1_005_000, None, "rx"),
-     (1_005_000, 5, "tx")],
-    ids=["same time", "earlier", "after a long silence", "no reading", "no previous reading"],
+    ("previous", "ts", "value"),
+    [(BEFORE, 1_000_000, 20_000), (BEFORE, 999_000, 20_000), (BEFORE, 1_000_000 + 3_601_000, 20_000),
+     (BEFORE, 1_005_000, None), (None, 1_005_000, 20_000)],
+    ids=["same time", "earlier", "after a long silence", "no reading", "nothing before"],
 )  # fmt: skip
-def test_no_rate_without_two_readings_close_in_time(ts: int, value: int | None, counter: str) -> None:
-    assert rate(BEFORE, ts, counter, value) is None
+def test_no_rate_without_two_readings_close_in_time(previous: Previous | None, ts: int, value: int | None) -> None:
+    assert rates(previous, ts, (value, 5)) == [None, None]
 
 
-def test_derive_fills_every_rate_field_of_a_node() -> None:
-    previous = Previous(0, {"network_bytes_recv": 0, "network_bytes_sent": 100})
-    derived = derive(NODE_TIER_FIELDS, previous, 10_000, {"network_bytes_recv": 5000, "network_bytes_sent": 100})
-    assert derived == {"network_recv_rate": 500.0, "network_sent_rate": 0.0}
-    assert derive(NODE_TIER_FIELDS, None, 10_000, {"network_bytes_recv": 5000}) == {
-        "network_recv_rate": None,
-        "network_sent_rate": None,
-    }
+def test_rate_columns_follow_the_counters_they_come_from() -> None:
+    assert NODE_COUNTERS == ("network_bytes_recv", "network_bytes_sent")
+    assert NODE_DERIVED == ["network_recv_rate", "network_sent_rate", "cycles_lost"]
+    assert CONTAINER_COUNTERS == ("network_rx_bytes", "network_tx_bytes", "block_read_bytes", "block_write_bytes")
 
 
 def test_cycles_lost_counts_the_numbers_that_never_arrived() -> None:
@@ -67,14 +64,20 @@ def test_a_node_cannot_claim_more_lost_cycles_than_time_allows() -> None:
 
 
 def test_derivation_keeps_the_newest_sample_and_asks_for_older_ones() -> None:
+    derivation = Derivation()
+    assert derivation.exchange(("a",), Previous(5000, ())) is None  # first sight: look it up
+    assert derivation.exchange(("a",), Previous(1000, ())) is None  # late: look it up, keep 5000
+    assert derivation.exchange(("a",), Previous(9000, ())) == Previous(5000, ())
+    assert derivation.exchange(("a",), Previous(9000, ())) is None  # a redelivery
+
+
+def test_derivation_forgets_what_no_rate_could_use_first() -> None:
     derivation = Derivation(max_series=2)
-    derivation.remember(("a",), Previous(5000, {}))
-    derivation.remember(("a",), Previous(1000, {}))  # late: ignored
-    assert derivation.previous(("a",), 9000) == Previous(5000, {})
-    assert derivation.previous(("a",), 5000) is None  # a redelivery or an older sample: look it up
-    derivation.remember(("b",), Previous(1, {}))
-    derivation.remember(("c",), Previous(1, {}))
-    assert derivation.previous(("a",), 9000) is None  # least recently used went first
+    derivation.exchange(("old",), Previous(0, ()))
+    derivation.exchange(("b",), Previous(4_000_000, ()))
+    derivation.exchange(("c",), Previous(4_000_001, ()))  # over the bound: "old" is an hour behind
+    assert derivation.exchange(("b",), Previous(4_000_005, ())) == Previous(4_000_000, ())
+    assert derivation.exchange(("old",), Previous(4_000_010, ())) is None
 
 
 RETENTION = Retention(raw=timedelta(days=7), tiers=DEFAULT_TIERS)

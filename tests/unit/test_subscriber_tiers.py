@@ -75,8 +75,8 @@ def test_raw_and_every_tier_agree_on_the_same_buckets(store: SqliteHistoryStore)
 
 def test_a_bucket_still_open_is_not_computed_yet(store: SqliteHistoryStore) -> None:
     write_cpu(store, cpu_samples(24))  # two minutes
-    assert store.maintain(T0 + timedelta(seconds=70)) == 0  # first minute closes 15 s after its end
-    assert store.maintain(T0 + timedelta(seconds=76)) == 1
+    assert store.maintain(T0 + timedelta(seconds=70)) == (0, True)  # first minute closes 15 s after its end
+    assert store.maintain(T0 + timedelta(seconds=76)) == (1, True)
     assert len(cpu(store, ONE_MINUTE)) == 1
 
 
@@ -89,7 +89,7 @@ def test_redelivered_samples_change_nothing_and_a_late_one_is_folded_in(store: S
     store.maintain(LATER)
     assert cpu(store, ONE_MINUTE) == before
     store.write([node_metrics(at=T0 + timedelta(seconds=2), cpu_percent=100.0)], [], [])  # late, between two ticks
-    assert store.maintain(LATER) == 3  # its minute, quarter hour and two hours again, nothing else
+    assert store.maintain(LATER) == (3, True)  # its minute, quarter hour and two hours again, nothing else
     after = cpu(store, ONE_MINUTE)
     assert after[1:] == before[1:]
     assert after[0][1] == pytest.approx(statistics.fmean([*values[:12], 100.0]))
@@ -101,7 +101,7 @@ def test_work_left_before_a_restart_is_done_after_it(tmp_path: Path) -> None:
     write_cpu(first, cpu_samples(120))
     first.close()
     again = SqliteHistoryStore(tmp_path / "h.db")
-    assert again.maintain(LATER) == 10 + 1 + 1
+    assert again.maintain(LATER) == (10 + 1 + 1, True)
     assert len(cpu(again, ONE_MINUTE)) == 10
 
 
@@ -174,7 +174,7 @@ def test_counters_a_node_inflates_cannot_break_the_sums(store: SqliteHistoryStor
     huge = 2**63 - 1
     batches = [container_batch(at=t, containers=[container("web", restart_count=huge, pids=huge)]) for t in ticks(3)]
     store.write([], batches, [])
-    assert store.maintain(LATER) == 3
+    assert store.maintain(LATER) == (3, True)
     rows = store.buckets("containers", "node-a", [(CONTAINER["restart_count"], "avg")], T0, LATER, ONE_MINUTE).rows
     assert rows[0][2] == [pytest.approx(float(huge))]
 
@@ -188,3 +188,25 @@ def test_each_tier_is_pruned_by_its_own_retention_in_whole_buckets(tmp_path: Pat
     store.prune(T0 + timedelta(minutes=17, seconds=30))
     assert store.count("node_samples") == 360 - 17 * 12
     assert len(cpu(store, ONE_MINUTE)) == 30  # the 1-minute tier keeps 14 days
+
+
+def test_work_is_done_in_small_units_when_time_is_short(tmp_path: Path) -> None:
+    """A crowded minute is split by nodes; each call stops after a unit; the result is the same."""
+    nodes = [f"pi-{n:03d}" for n in range(600)]
+    samples = [node_metrics(n, at=t, cpu_percent=float(i % 7)) for n in nodes for i, t in enumerate(ticks(12))]
+    budgeted, whole = SqliteHistoryStore(tmp_path / "a.db"), SqliteHistoryStore(tmp_path / "b.db")
+    for store in (budgeted, whole):
+        store.write(samples, [], [])
+    calls, finished = 0, False
+    while not finished:
+        _, finished = budgeted.maintain(LATER, budget=0.0)
+        calls += 1
+    assert calls >= 3  # 600 nodes' minute: 240 marks a unit
+    assert whole.maintain(LATER) == (3, True)
+    for node in ("pi-000", "pi-599"):
+        rows = [
+            store.buckets("node", node, [(NODE["cpu_percent"], "avg")], T0, LATER, ONE_MINUTE).rows
+            for store in (budgeted, whole)
+        ]
+        assert rows[0] == rows[1]
+        assert rows[0][0][2] == [pytest.approx(statistics.fmean(i % 7 for i in range(12)))]

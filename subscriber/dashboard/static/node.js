@@ -279,26 +279,40 @@ function renderContainers() {
   }));
 }
 
-follow(`${api}/live`, "node", (data) => {
-  const detail = data.changed[0];
-  if (!detail) return;
-  latest = detail;
-  if (detail.containers) updateRates(detail.containers);
-  renderFacts(detail);
-  renderContainers();
-  document.querySelector("main").dataset.loaded = "true";
-}, (up) => connectionBadge(document.querySelector("#conn"), up));
+function start() {
+  follow(`${api}/live`, "node", (data) => {
+    const detail = data.changed[0];
+    if (!detail) return;
+    latest = detail;
+    if (detail.containers) updateRates(detail.containers);
+    renderFacts(detail);
+    renderContainers();
+    document.querySelector("main").dataset.loaded = "true";
+  }, (up) => connectionBadge(document.querySelector("#conn"), up));
 
-sortableHeaders(document.querySelector("#containers thead"), containerSort, renderContainers);
-rangeButtons();
-for (const def of CHARTS) chartBox(def);
-loadCharts();
-seedRates();
-new ResizeObserver(() => {
-  for (const { box, plot } of charts.values()) {
-    const width = box.querySelector(".plot").clientWidth;
-    if (plot && width && Math.abs(plot.width - width) > 2) plot.setSize({ width: Math.max(280, width), height: 220 });
+  sortableHeaders(document.querySelector("#containers thead"), containerSort, renderContainers);
+  rangeButtons();
+  for (const def of CHARTS) chartBox(def);
+  loadCharts();
+  seedRates();
+  new ResizeObserver(() => {
+    for (const { box, plot } of charts.values()) {
+      const width = box.clientWidth - 18;
+      if (plot && width > 0 && Math.abs(plot.width - width) > 2) plot.setSize({ width: Math.max(280, width), height: 220 });
+    }
+  }).observe(document.querySelector("#charts"));
+  // Short ranges follow the present; long ones barely move in a minute.
+  setInterval(() => { if (RANGES[range] <= 86400) loadCharts(); }, 30_000);
+}
+
+// A node the subscriber does not know (a typo, or forgotten after the retention) gets a plain answer.
+fetch(api).then((response) => {
+  document.querySelector("#node-id").textContent = nodeId;
+  if (response.status === 404) {
+    document.querySelector("#conn").textContent = "";
+    document.querySelector("main").replaceChildren(el("p", { class: "notice", "data-unknown": "true",
+      text: `No node called "${nodeId}" is known to this control plane (yet).` }), el("a", { href: "/", text: "Back to the fleet" }));
+    return;
   }
-}).observe(document.querySelector("#charts"));
-// Short ranges follow the present; long ones barely move in a minute.
-setInterval(() => { if (RANGES[range] <= 86400) loadCharts(); }, 30_000);
+  start();
+});
