@@ -149,12 +149,13 @@ def test_messages_published_while_stopped_are_all_there_after_restart(broker: Br
 def test_history_survives_restart_and_retention_prunes(broker: Broker, tmp_path: Path) -> None:
     # Samples already older than the retention are never stored, so "old" ages past it while stopped.
     # Raw rows go in whole minutes (the 1-minute tier is never computed from half a minute): "old" is
-    # the last second of a minute, so it goes once the cutoff reaches the next minute.
+    # the last second of a minute, so it goes once the cutoff (now - 40 s) reaches the next minute;
+    # the node, last heard 10 to 25 s into that minute, is not yet silent for 40 s then.
     minute = now().replace(second=0, microsecond=0)
-    if now() - minute > timedelta(seconds=25):  # "old" must still be within the retention when sent
+    if now() - minute > timedelta(seconds=25):
         minute += timedelta(minutes=1)
-    time.sleep(max(0.0, (minute + timedelta(seconds=2) - now()).total_seconds()))  # "recent" in this minute
-    subscriber = SubscriberProcess(broker, tmp_path, retention="30s").start()
+    time.sleep(max(0.0, (minute + timedelta(seconds=10) - now()).total_seconds()))
+    subscriber = SubscriberProcess(broker, tmp_path, retention="40s").start()
     publisher = Publisher(broker, "node-a")
     old, recent = minute - timedelta(seconds=1), now() - timedelta(seconds=1)
     try:
@@ -167,9 +168,9 @@ def test_history_survives_restart_and_retention_prunes(broker: Broker, tmp_path:
         db = tmp_path / "history.db"
         wait_until(lambda: rows(db, "node_samples", "node-a") == 2)
         assert subscriber.stop() == 0
-        time.sleep(max(0.0, (minute + timedelta(seconds=31) - now()).total_seconds()))
+        time.sleep(max(0.0, (minute + timedelta(seconds=41) - now()).total_seconds()))
         # Restarted: the live picture and the history are back before any new message arrives,
-        # and the retention pass (a few seconds after start) removes the samples older than 30 s.
+        # and the retention pass (a few seconds after start) removes the samples older than 40 s.
         subscriber.start()
         assert subscriber.get("/api/nodes")[0]["node_id"] == "node-a"
         wait_until(lambda: rows(db, "node_samples", "node-a") == 1, timeout=30)
