@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Path, Query, Response
@@ -20,13 +20,12 @@ from common import __version__
 from contract.topics import NODE_ID_PATTERN
 from subscriber.dashboard import SecurityHeaders, dashboard_router, static_files
 from subscriber.live import live_router
-from subscriber.series_api import series_router
+from subscriber.series_api import series_router, time_range
 from subscriber.state import FleetState, NodeView
 from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, HistoryStore
 from subscriber.summaries import FleetSummaries, NodeDetail, NodeSummary
 
 MAX_POINTS = 10_000
-DEFAULT_WINDOW = timedelta(hours=1)
 
 NodeIdPath = Annotated[str, Path(pattern=NODE_ID_PATTERN, description="Node id.")]
 
@@ -67,10 +66,6 @@ class Health(BaseModel):
     worker_alive: bool
     store_available: bool
     nodes: int
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def create_app(
@@ -120,13 +115,7 @@ def create_app(
         if field not in allowed:
             kind = "container" if container is not None else "node"
             raise HTTPException(422, f"unknown {kind} field {field!r}; one of: {', '.join(allowed)}")
-        try:
-            end_utc = _utc(end) if end is not None else datetime.now(UTC)
-            start_utc = _utc(start) if start is not None else end_utc - DEFAULT_WINDOW
-        except OverflowError:
-            raise HTTPException(422, "start or end is out of range") from None
-        if start_utc >= end_utc:
-            raise HTTPException(422, "start must be before end")
+        start_utc, end_utc = time_range(start, end)
         if store is None:
             raise HTTPException(404, "history is not stored by this subscriber")
         if container is None:

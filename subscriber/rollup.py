@@ -138,8 +138,8 @@ def cycles_lost(previous: Previous | None, ts_ms: int, cycle: int, interval: flo
     if previous is None or cycle <= 0 or interval <= 0:
         return 0
     lost = cycle - previous.cycle - 1 if cycle > previous.cycle else cycle - 1
-    elapsed = (ts_ms - previous.ts_ms) / 1000
-    return max(0, min(lost, round(elapsed / interval) - 1))
+    intervals = (ts_ms - previous.ts_ms) / 1000 / interval  # inf for a tiny interval: no bound
+    return max(0, lost if lost + 1 <= intervals else round(intervals) - 1)
 
 
 class Derivation:
@@ -190,7 +190,10 @@ class Retention:
     """How long raw rows and each tier are kept."""
 
     raw: timedelta
-    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS  # kept finest first
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiers", tuple(sorted(self.tiers, key=lambda t: t.seconds)))
 
     def resolution(self, start_s: float, end_s: float, now_s: float, points: int = MAX_POINTS) -> Resolution:
         """The coarsest source finer than the step ``points`` allows, that still holds ``start``.
@@ -198,12 +201,11 @@ class Retention:
         The step is rounded up to whole buckets of that source, so buckets never straddle two.
         """
         wanted = max(1.0, (end_s - start_s) / max(1, points))
-        ordered = sorted(self.tiers, key=lambda t: t.seconds)
         usable: list[Tier | None] = [
-            t for t in [None, *ordered] if start_s >= now_s - (t.retention if t else self.raw).total_seconds()
+            t for t in [None, *self.tiers] if start_s >= now_s - (t.retention if t else self.raw).total_seconds()
         ]
         fine_enough = [t for t in usable if (t.seconds if t else 1) <= wanted]
-        chosen = fine_enough[-1] if fine_enough else usable[0] if usable else ordered[-1]
+        chosen = fine_enough[-1] if fine_enough else usable[0] if usable else self.tiers[-1]
         size = chosen.seconds if chosen else 1
         return Resolution(chosen, size * max(1, math.ceil(wanted / size)))
 

@@ -23,6 +23,7 @@ _FIELDS: dict[str, dict[str, TierField]] = {
     "cores": {f.name: f for f in CORES.fields},
 }
 Stat = Literal["avg", "min", "max"]
+DEFAULT_WINDOW = timedelta(hours=1)
 
 
 class SeriesColumn(BaseModel):
@@ -53,6 +54,19 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """A query's range in UTC (naive = UTC; default the hour before ``end``, which defaults to now);
+    422 when it is out of the calendar or empty."""
+    try:
+        end_utc = _utc(end) if end is not None else datetime.now(UTC)
+        start_utc = _utc(start) if start is not None else end_utc - DEFAULT_WINDOW
+    except OverflowError:
+        raise HTTPException(422, "start or end is out of range") from None
+    if start_utc >= end_utc:
+        raise HTTPException(422, "start must be before end")
+    return start_utc, end_utc
+
+
 def series_router(state: FleetState, store: HistoryStore | None) -> APIRouter:
     router = APIRouter()
 
@@ -79,14 +93,7 @@ def series_router(state: FleetState, store: HistoryStore | None) -> APIRouter:
         wanted_stats = [s.strip() for s in stats.split(",") if s.strip()]
         if not wanted_stats or any(s not in ("avg", "min", "max") for s in wanted_stats):
             raise HTTPException(422, "stats: a comma-separated list of avg, min, max")
-        try:
-            end_utc = _utc(end) if end is not None else datetime.now(UTC)
-            start_utc = _utc(start) if start is not None else end_utc - timedelta(hours=1)
-        except OverflowError:
-            raise HTTPException(422, "start or end is out of range") from None
-        if start_utc >= end_utc:
-            raise HTTPException(422, "start must be before end")
-
+        start_utc, end_utc = time_range(start, end)
         columns = [
             (known[name], "sum" if known[name].kind is Kind.COUNT else stat)
             for name in dict.fromkeys(wanted)

@@ -101,7 +101,8 @@ def mark(db: sqlite3.Connection, touched: Iterable[tuple[str, int]]) -> None:
 def maintain(
     db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int, deadline: float = math.inf
 ) -> tuple[int, bool]:
-    """Compute closed dirty buckets, finest tier first, until done or ``deadline`` (monotonic)
+    """Compute closed dirty buckets of ``tiers`` (finest first, as ``Retention`` keeps them) until
+    done or ``deadline`` (monotonic)
     has passed; the number of buckets completed, and whether nothing closed is left.
 
     Marks use tier 0 for "minutes touched in raw rows"; a mark on a finer tier becomes, once its
@@ -112,9 +113,8 @@ def maintain(
     in a unit that was not dirty is recomputed to the same value.
     """
     done = 0
-    ordered = sorted(tiers, key=lambda t: t.seconds)
-    sources: list[Tier | None] = [None, *ordered[:-1]]
-    for source, target in zip(sources, ordered, strict=True):
+    sources: list[Tier | None] = [None, *tiers[:-1]]
+    for source, target in zip(sources, tiers, strict=True):
         mark_tier = source.seconds if source else 0
         size = target.bucket_ms
         closed = now_ms - size - CLOSE_GRACE_MS
@@ -153,7 +153,7 @@ def maintain(
             if time.monotonic() > deadline:
                 return done, False
     # Marks on the coarsest tier have nothing above them.
-    db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (ordered[-1].seconds,))
+    db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (tiers[-1].seconds,))
     return done, True
 
 
@@ -179,24 +179,22 @@ def _recompute(
     columns = _columns(table)
     keys = ", ".join(("node_id", *table.keys))
     insert = f"INSERT OR REPLACE INTO {table.name} (tier, bucket, {keys}, {', '.join(columns)}) "
-    for first in range(0, len(nodes), 500):  # SQLite's default limit on bound parameters is 999+
-        chunk = nodes[first : first + 500]
-        placeholders = ", ".join("?" * len(chunk))
-        if source is None:
-            # total(), not sum(): a node's counters may add up beyond 64 bits, which sum() refuses.
-            select = ", ".join(f"count({f.name}), total({f.name}), min({f.name}), max({f.name})" for f in table.fields)
-            bucket = "ts - ts % ?"
-            frm = f"FROM {_raw_source(table)} WHERE ts >= ? AND ts < ? AND node_id IN ({placeholders})"
-            params: list[object] = [target.seconds, target.bucket_ms, start, end, *chunk]
-        else:
-            select = ", ".join(
-                f"sum({c})" if c.endswith("_n") else f"total({c})" if c.endswith("_sum") else f"{c[-3:]}({c})"
-                for c in columns
-            )
-            bucket = "bucket - bucket % ?"
-            frm = f"FROM {table.name} WHERE tier = ? AND node_id IN ({placeholders}) AND bucket >= ? AND bucket < ?"
-            params = [target.seconds, target.bucket_ms, source.seconds, *chunk, start, end]
-        db.execute(f"{insert} SELECT ?, {bucket} AS b, {keys}, {select} {frm} GROUP BY b, {keys}", params)
+    placeholders = ", ".join("?" * len(nodes))  # at most UNIT_MARKS: well under SQLite's parameter limit
+    if source is None:
+        # total(), not sum(): a node's counters may add up beyond 64 bits, which sum() refuses.
+        select = ", ".join(f"count({f.name}), total({f.name}), min({f.name}), max({f.name})" for f in table.fields)
+        bucket = "ts - ts % ?"
+        frm = f"FROM {_raw_source(table)} WHERE ts >= ? AND ts < ? AND node_id IN ({placeholders})"
+        params: list[object] = [target.seconds, target.bucket_ms, start, end, *nodes]
+    else:
+        select = ", ".join(
+            f"sum({c})" if c.endswith("_n") else f"total({c})" if c.endswith("_sum") else f"{c[-3:]}({c})"
+            for c in columns
+        )
+        bucket = "bucket - bucket % ?"
+        frm = f"FROM {table.name} WHERE tier = ? AND node_id IN ({placeholders}) AND bucket >= ? AND bucket < ?"
+        params = [target.seconds, target.bucket_ms, source.seconds, *nodes, start, end]
+    db.execute(f"{insert} SELECT ?, {bucket} AS b, {keys}, {select} {frm} GROUP BY b, {keys}", params)
 
 
 def _raw_source(table: _Table) -> str:
@@ -210,13 +208,13 @@ def _raw_source(table: _Table) -> str:
 
 
 def aligned_cutoff(cutoff_ms: int, tiers: Sequence[Tier], pruned: Tier | None) -> int:
-    """``cutoff_ms`` rounded down to a bucket of the tier computed from ``pruned`` (None: raw rows).
+    """``cutoff_ms`` rounded down to a bucket of the tier computed from ``pruned`` (None: raw rows);
+    ``tiers`` finest first.
 
     Pruning whole buckets of the next tier up means a source bucket is never half gone when a
     late sample makes its tier bucket be recomputed.
     """
-    ordered = sorted(tiers, key=lambda t: t.seconds)
-    above = [t for t in ordered if pruned is None or t.seconds > pruned.seconds]
+    above = [t for t in tiers if pruned is None or t.seconds > pruned.seconds]
     size = above[0].bucket_ms if above else 1
     return cutoff_ms - cutoff_ms % size
 

@@ -134,20 +134,22 @@ class FleetSummaries:
     def status(self, view: NodeView) -> Status:
         return view.availability(time.time(), self.state.stale_after).value
 
-    def all(self) -> list[NodeSummary]:
+    def _lines(self) -> list[tuple[NodeView, Status, RecentHealth | None]]:
+        """Each node with its status and last day (none without a store; nothing yet: zeros)."""
         recent = self._recent_health()
         empty = RecentHealth(0, False) if self.store is not None else None
-        return [summarize(v, self.status(v), recent.get(v.node_id, empty)) for v in self.state.snapshot()]
+        return [(v, self.status(v), recent.get(v.node_id, empty)) for v in self.state.snapshot()]
+
+    def all(self) -> list[NodeSummary]:
+        return [summarize(*line) for line in self._lines()]
 
     def all_json(self) -> dict[str, str]:
         """Every node's summary as JSON, re-serialised only for nodes whose view or status changed."""
-        recent = self._recent_health()
-        empty = RecentHealth(0, False) if self.store is not None else None
+        lines = self._lines()
         current: dict[str, str] = {}
         with self._lock:
             cache, self._json = self._json, {}
-            for view in self.state.snapshot():
-                status, health = self.status(view), recent.get(view.node_id, empty)
+            for view, status, health in lines:
                 hit = cache.get(view.node_id)
                 if hit is not None and hit[0] is view and hit[1] == status and hit[2] is health:
                     body = hit[3]

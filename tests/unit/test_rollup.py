@@ -61,6 +61,7 @@ def test_an_agent_restart_loses_the_cycles_before_its_first_received_one() -> No
 def test_a_node_cannot_claim_more_lost_cycles_than_time_allows() -> None:
     assert cycles_lost(BEFORE, 1_010_000, 2**62, 5.0) == 1  # 10 s at 5 s: at most one missed
     assert cycles_lost(BEFORE, 1_010_000, 2**62, 0.0) == 0  # no interval to judge by
+    assert cycles_lost(BEFORE, 1_010_000, 45, 5e-324) == 3  # an interval so small the bound is infinite
 
 
 def test_derivation_keeps_the_newest_sample_and_asks_for_older_ones() -> None:
@@ -94,6 +95,12 @@ def test_each_range_reads_the_coarsest_source_fine_enough(seconds: int, source: 
     res = RETENTION.resolution(NOW - seconds, NOW, NOW, MAX_POINTS)
     assert (res.name, res.step_seconds) == (source, step)
     assert seconds / res.step_seconds <= MAX_POINTS
+
+
+def test_tiers_given_in_any_order_are_kept_finest_first() -> None:
+    shuffled = Retention(raw=timedelta(days=7), tiers=(DEFAULT_TIERS[2], DEFAULT_TIERS[0], DEFAULT_TIERS[1]))
+    assert shuffled.tiers == DEFAULT_TIERS
+    assert shuffled.resolution(NOW - 30 * DAY, NOW, NOW, MAX_POINTS).name == "15m"
 
 
 def test_fewer_points_asked_means_a_coarser_source() -> None:
