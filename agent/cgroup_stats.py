@@ -7,8 +7,9 @@ costs the daemon nothing. The result has the shape of ``GET /containers/{id}/sta
 ``docker stats`` formulas (agent.docker_stats) apply unchanged; each input is the one the daemon
 uses (moby daemon/stats_unix.go, containerd cgroups):
 
-* CPU: cgroup v1 ``cpuacct.usage``; v2 ``cpu.stat`` ``usage_usec`` x 1000. System: the first seven
-  fields of the ``cpu`` line of /proc/stat x 1e9 / CLK_TCK; online CPUs: the ``cpuN`` lines.
+* CPU: cgroup v1 ``cpuacct.usage``; v2 ``cpu.stat`` ``usage_usec`` x 1000. System, read right after
+  it: the first seven fields of the ``cpu`` line of /proc/stat x 1e9 / CLK_TCK; online CPUs: the
+  ``cpuN`` lines.
 * Memory: v1 ``memory.usage_in_bytes``, ``memory.limit_in_bytes``, ``memory.stat``; v2
   ``memory.current``, ``memory.max``, ``memory.stat``. A limit above MemTotal is reported as
   MemTotal. No memory controller (Raspberry Pi OS default): no memory stats, as the daemon.
@@ -218,14 +219,23 @@ class CgroupReader:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def read(self, location: CgroupLocation, pid: int, host_network: bool, system: tuple[int, int]) -> EngineStats:
-        """One stats object in the Engine API's shape; OSError if the cgroup is gone."""
+    def system_cpu(self) -> tuple[int, int]:
+        """(system_cpu_usage in ns, online CPUs) now, from the host's /proc/stat."""
+        return system_cpu_sample(read_text(self.proc / "stat"))
+
+    def read(self, location: CgroupLocation, pid: int, host_network: bool) -> EngineStats:
+        """One stats object in the Engine API's shape; OSError if the cgroup is gone.
+
+        The system CPU is read right after the container's usage, as the daemon does: CPU % is the
+        ratio of their changes, so any time between the two readings (API calls on a slow host)
+        would count as idle time of the container.
+        """
         files = location.files
-        system_usage, online = system
         if location.version == 1:
             cpu = int(read_bytes(files["cpu"]))
         else:
             cpu = _flat_keyed(read_bytes(files["cpu"]).decode())["usage_usec"] * 1000
+        system_usage, online = self.system_cpu()
         memory: dict[str, Any] = {}
         if (usage := _optional_int(files.get("memory"))) is not None:
             limit = _optional_int(files.get("limit"))

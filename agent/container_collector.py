@@ -26,11 +26,10 @@ from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from agent import cpu_baseline, docker_stats
-from agent.cgroup_stats import CgroupReader, system_cpu_sample
+from agent.cgroup_stats import CgroupReader
 from agent.cpu_baseline import CpuStats, SystemReading
 from agent.docker_stats import EngineStats
 from agent.engine_api import Details, Listed, api_tuple, container_metrics, short_reason
-from agent.files import read_text
 from agent.problems import Problems
 from common.cli import RateLimitedLog
 from contract.models import ContainerMetrics
@@ -87,7 +86,6 @@ class ContainerCollector:
         self.problems = problems if problems is not None else Problems()
         self._timeout = timeout
         self._cgroups = cgroups
-        self._system: tuple[int, int] = (0, 0)  # (system ns, online CPUs) read from /proc/stat this cycle
         self._concurrency_setting = concurrency
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -160,9 +158,9 @@ class ContainerCollector:
     def _collect(self, priming: bool) -> tuple[list[ContainerMetrics], str | None]:
         # With cgroups the system CPU is read first: a container missing from the list below
         # started after this reading, so next cycle zero usage at this reading is its exact baseline.
+        # (Each sample reads the system CPU again, together with the container's usage.)
         system_read_at = time.time()
-        if self._cgroups is not None:
-            self._system = system_cpu_sample(read_text(self._cgroups.proc / "stat"))
+        system_ns = self._cgroups.system_cpu()[0] if self._cgroups is not None else 0
         try:
             listed = self._list_running()
         except _TRANSIENT as exc:
@@ -204,7 +202,7 @@ class ContainerCollector:
                 known[r.container_id] = remembered
         self._known = known
         if self._cgroups is not None:
-            self._last_cycle = SystemReading(system_read_at, self._system[0])
+            self._last_cycle = SystemReading(system_read_at, system_ns)
         else:
             # The daemon read the system CPU for each reply: take the moment after the last one.
             systems = [int(k.cpu_stats.get("system_cpu_usage") or 0) for k in self._known.values()]
@@ -256,7 +254,7 @@ class ContainerCollector:
             stats: EngineStats | None = None
             if self._cgroups is not None and details.cgroup is not None and (priming or baseline is not None):
                 try:
-                    stats = self._cgroups.read(details.cgroup, details.pid, details.host_network, self._system)
+                    stats = self._cgroups.read(details.cgroup, details.pid, details.host_network)
                 except (OSError, ValueError, KeyError):
                     # Stopped, restarted or moved: the API answers this time, inspect looks again next cycle.
                     details = replace(details, cgroup=None, inspected_at=0.0)

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +40,7 @@ class FakeContainer:
     pid: int = 0  # 0: no cgroup to locate, so stats come from the API
     listed_only: bool = False  # listed, but gone by the time it is inspected or sampled (HTTP 404)
     stats_delay: float = 0.0  # seconds before a stats reply: past the client's timeout is a timeout
+    on_inspect: Callable[[], None] | None = None  # runs before each inspect reply (e.g. host time passing)
     served: int = field(default=0, init=False)
 
     def list_entry(self) -> dict[str, Any]:
@@ -93,6 +94,8 @@ class FakeEngine:
                         if container is None or container.listed_only:
                             return self._reply(404, {"message": f"No such container: {match.group(1)}"})
                         if kind == "inspect":
+                            if container.on_inspect is not None:
+                                container.on_inspect()
                             return self._reply(200, container.inspect())
                         time.sleep(container.stats_delay)
                         return self._reply(200, container.next_stats())

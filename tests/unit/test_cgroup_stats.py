@@ -48,7 +48,7 @@ def test_v1_reads_what_the_daemon_reported() -> None:
     location = cgroups.locate(container_id, pid)
     assert location is not None
     assert location.dir("memory") == V1 / "sys/fs/cgroup/memory/docker" / container_id
-    ours = cgroups.read(location, pid, host_network=False, system=(1, 2))
+    ours = cgroups.read(location, pid, host_network=False)
     api = json.loads((V1 / "engine-api-stats.json").read_text())
     assert ours["memory_stats"]["usage"] == api["memory_stats"]["usage"]
     assert ours["memory_stats"]["limit"] == api["memory_stats"]["limit"]  # unlimited: clamped to MemTotal
@@ -80,8 +80,7 @@ def test_v2_reproduces_the_clis_columns_for_the_recorded_sample() -> None:
     assert cgroups.version == 2
     location = cgroups.locate(container_id, pid)
     assert location is not None
-    system = system_cpu_sample((V2 / "proc" / "stat").read_text())
-    ours = cgroups.read(location, pid, host_network=False, system=system)
+    ours = cgroups.read(location, pid, host_network=False)  # reads the system CPU from the tree's /proc/stat
     api = json.loads((FIXTURES / "docker-stats" / "cgroup-v2-two-sample-24cpu.json").read_text())
     assert ours["cpu_stats"] == {
         "cpu_usage": {"total_usage": api["cpu_stats"]["cpu_usage"]["total_usage"]},
@@ -122,7 +121,7 @@ def test_memory_controller_off_and_host_network(tmp_path: Path) -> None:
     assert location is not None
     for name in ("memory.current", "memory.max", "memory.stat"):
         (location.dirs["unified"] / name).unlink()  # Raspberry Pi OS default: no memory controller
-    stats = cgroups.read(location, pid, host_network=True, system=(0, 24))
+    stats = cgroups.read(location, pid, host_network=True)
     assert stats["memory_stats"] == {}
     assert "networks" not in stats  # the daemon reports none for --network host either
     f = docker_stats.figures(stats, {})
@@ -137,10 +136,10 @@ def test_a_removed_cgroup_or_process_raises(tmp_path: Path) -> None:
     assert location is not None
     shutil.rmtree(tree / "proc" / str(pid))
     with pytest.raises(FileNotFoundError):  # the first process is gone: the caller asks the API instead
-        cgroups.read(location, pid, host_network=False, system=(0, 2))
+        cgroups.read(location, pid, host_network=False)
     shutil.rmtree(tree / "sys/fs/cgroup/cpuacct/docker" / container_id)
     with pytest.raises(FileNotFoundError):
-        cgroups.read(location, pid, host_network=True, system=(0, 2))
+        cgroups.read(location, pid, host_network=True)
 
 
 def test_v1_block_io_file_choice_follows_containerd(tmp_path: Path) -> None:
@@ -155,7 +154,7 @@ def test_v1_block_io_file_choice_follows_containerd(tmp_path: Path) -> None:
     assert location is not None
 
     def block() -> tuple[int, int]:
-        return docker_stats.block_io_bytes(cgroups.read(location, pid, True, (0, 2))["blkio_stats"])
+        return docker_stats.block_io_bytes(cgroups.read(location, pid, True)["blkio_stats"])
 
     assert block() == (4096, 8192)  # no CFQ files: throttle.io_service_bytes
     (blkio / "blkio.io_serviced_recursive").write_text("Total 0\n")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from agent import docker_stats
+from agent.cgroup_stats import CgroupReader
 from agent.container_collector import INSPECT_MAX_AGE, ContainerCollector
 from tests.support.fake_engine import FakeContainer, FakeEngine, fake_engine
 
@@ -160,3 +164,47 @@ def test_a_list_entry_the_agent_cannot_read_costs_that_entry_only(engine: FakeEn
     assert [m.container_name for m in metrics] == ["web"]
     assert error is None
     assert collector.problems.snapshot() == {"container_skipped": 2}
+
+
+class HostClock:
+    """Makes time pass on a copied cgroup v2 host tree: /proc/stat and one container's cpu.stat."""
+
+    def __init__(self, tree: Path, container_id: str) -> None:
+        self.stat = tree / "proc" / "stat"
+        self.cpu = tree / "sys/fs/cgroup/system.slice" / f"docker-{container_id}.scope" / "cpu.stat"
+        self.online = sum(1 for line in self.stat.read_text().splitlines() if re.match(r"cpu\d", line))
+
+    def advance(self, seconds: float, container_cores: float) -> None:
+        """``seconds`` of wall time, of which the container used ``container_cores`` cores."""
+        lines = self.stat.read_text().splitlines()
+        fields = lines[0].split()
+        fields[4] = str(int(fields[4]) + round(seconds * self.online * os.sysconf("SC_CLK_TCK")))  # idle ticks
+        self.stat.write_text("\n".join([" ".join(fields), *lines[1:]]) + "\n")
+        cpu = self.cpu.read_text().splitlines()
+        usage = int(cpu[0].split()[1]) + round(seconds * container_cores * 1e6)
+        self.cpu.write_text("\n".join([f"usage_usec {usage}", *cpu[1:]]) + "\n")
+
+
+def test_cgroup_cpu_holds_when_the_api_calls_before_it_are_slow(engine: FakeEngine, tmp_path: Path) -> None:
+    # A slow host (a small Pi): the list and inspect calls of a first sighting take half a second.
+    # The system CPU must be read with the container's cgroup, not before those calls, or the
+    # figure reads low by that half second over the interval (40 % for 50 % at a 2 s interval).
+    tree = tmp_path / "host"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures/cgroups/v2-systemd", tree)
+    container_id, pid = (tree / "CONTAINER").read_text().split()
+    clock = HostClock(tree, container_id)
+    engine.add(
+        FakeContainer(
+            container_id, "capped", [FIXTURE], pid=int(pid), on_inspect=lambda: clock.advance(0.5, container_cores=0.5)
+        )
+    )
+    collector = ContainerCollector(
+        timeout=2, client_factory=engine.client_factory, cgroups=CgroupReader(tree / "sys", tree / "proc")
+    )
+    collector.prime()
+    clock.advance(2.0, container_cores=0.5)  # the interval
+    metrics, error = collector.collect()
+    collector.close()
+    assert error is None
+    assert [r for r in engine.requests if r.endswith("/stats")] == []  # read from the cgroup files
+    assert metrics[0].cpu_percent == pytest.approx(50.0, abs=0.01)
