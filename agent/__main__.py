@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
@@ -17,6 +18,7 @@ from agent.healthcheck import is_fresh, max_age
 from agent.heartbeat import Heartbeat
 from agent.host_collector import HostCollector, HostPaths
 from agent.mqtt_link import MqttLink
+from agent.privileges import PrivilegeError, drop_root, parse_user, socket_path
 from agent.problems import Problems
 from agent.publisher import MetricsPublisher
 from agent.settings import AgentSettings
@@ -154,6 +156,24 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
     return EXIT_THREAD_DIED if died else 0
 
 
+def leave_root(settings: AgentSettings) -> None:
+    """Started as root (the image in the Compose files): become OTTO_RUN_AS with the socket's group."""
+    if settings.run_as is None:
+        return
+    try:
+        dropped = drop_root(*parse_user(settings.run_as), socket_path(os.environ.get("DOCKER_HOST")))
+    except PrivilegeError as exc:
+        fail_config(PROGRAM, f"invalid configuration: {exc}")
+    if dropped is not None:
+        log.info(
+            "left root: running as %d:%d, groups %s (Docker socket's group: %s), no capabilities",
+            dropped.uid,
+            dropped.gid,
+            ",".join(map(str, dropped.groups)) or "none",
+            "no socket" if dropped.socket_gid is None else dropped.socket_gid,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = load_settings_or_exit(AgentSettings, PROGRAM)
@@ -161,9 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 < args.interval <= 3600:
             fail_config(PROGRAM, "invalid configuration: --interval must be in (0, 3600]")
         settings.interval = args.interval
+    setup_logging(settings.log_level)
+    leave_root(settings)
     if args.check_health:
         return 0 if is_fresh(settings.heartbeat_file, max_age(settings.interval)) else 1
-    setup_logging(settings.log_level)
     collector = build_collector(settings)
     if args.once:
         return run_once(collector)

@@ -166,7 +166,10 @@ class ContainerCollector:
         except _TRANSIENT as exc:
             reason = short_reason(exc)
             if "Permission denied" in reason:
-                reason += " (the agent needs the socket's group: DOCKER_GID=$(stat -c %g /var/run/docker.sock))"
+                reason += (
+                    " (the agent needs the socket's group: start it as the Compose files do, as root with"
+                    " cap_add SETUID SETGID SETPCAP, or add --group-add $(stat -c %g /var/run/docker.sock))"
+                )
             self._set_reachable(False, reason)
             self._known.clear()
             self._last_cycle = None

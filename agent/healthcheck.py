@@ -27,7 +27,21 @@ def max_age(interval: float) -> float:
     return 3 * interval + 10
 
 
+def _unprivileged() -> None:
+    """A healthcheck runs as the container's user: when that is root, leave it first (no capabilities)."""
+    run_as = os.environ.get("OTTO_RUN_AS")
+    if run_as and os.geteuid() == 0:
+        uid, _, gid = run_as.partition(":")
+        os.setgroups([])
+        os.setgid(int(gid or uid))
+        os.setuid(int(uid))
+
+
 def main() -> int:
+    try:
+        _unprivileged()
+    except (OSError, ValueError):
+        return 1
     path = Path(os.environ.get("OTTO_HEARTBEAT_FILE", DEFAULT_HEARTBEAT))
     try:
         interval = float(os.environ.get("OTTO_INTERVAL", "5"))

@@ -10,10 +10,11 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from agent.healthcheck import DEFAULT_HEARTBEAT
+from agent.privileges import parse_user
 from common.mqtt_settings import MqttSettings
 from contract.models import NodeId
 
@@ -50,7 +51,19 @@ class AgentSettings(MqttSettings):
         description="auto: read container cgroups directly where visible, else the Engine API; api: always the API.",
     )
     heartbeat_file: Path = Field(Path(DEFAULT_HEARTBEAT))
+    run_as: str | None = Field(
+        None,
+        pattern=r"^[0-9]+(:[0-9]+)?$",
+        description="uid:gid to switch to when started as root, keeping the Docker socket's group (the image: 10001).",
+    )
     log_level: LogLevel = "INFO"
+
+    @field_validator("run_as")
+    @classmethod
+    def _not_root(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_user(value)
+        return value
 
     @property
     def effective_buffer_size(self) -> int:
