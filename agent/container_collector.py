@@ -70,6 +70,7 @@ class _Result:
     metrics: ContainerMetrics | None = None
     known: _Known | None = None
     error: str | None = None
+    from_cgroup: bool = False
 
 
 class ContainerCollector:
@@ -94,6 +95,7 @@ class ContainerCollector:
         self._known: dict[str, _Known] = {}
         self._last_cycle: SystemReading | None = None
         self._reachable: bool | None = None
+        self._sources: tuple[bool, bool] = (False, False)  # (any from cgroup files, any through the API)
         self._lock = threading.Lock()
         self._warn = RateLimitedLog(log, period=300.0)
 
@@ -211,12 +213,29 @@ class ContainerCollector:
             systems = [int(k.cpu_stats.get("system_cpu_usage") or 0) for k in self._known.values()]
             self._last_cycle = SystemReading(time.time(), max(systems)) if systems else None
 
+        self._log_sources(results)
         errors = [r.error for r in results if r.error]
         if not errors:
             return metrics, None
         summary = f"stats unavailable for {len(errors)} of {len(listed)} containers: {sorted(set(errors))[0]}"
         self._warn.warning("stats", "%s", summary)
         return metrics, summary
+
+    def _log_sources(self, results: list[_Result]) -> None:
+        """One line when where the figures come from changes (all cgroup files, all API, or both)."""
+        measured = [r for r in results if r.metrics is not None]
+        from_cgroup = sum(1 for r in measured if r.from_cgroup)
+        sources = (from_cgroup > 0, from_cgroup < len(measured))
+        if measured and sources != self._sources:
+            self._sources = sources
+            version = f"cgroup v{self._cgroups.version} files" if self._cgroups is not None else "cgroup files"
+            log.info(
+                "container stats: %d from %s, %d through the Engine API %d.%d",
+                from_cgroup,
+                version,
+                len(measured) - from_cgroup,
+                *self._api,
+            )
 
     def _parse_listed(self, listed: list[dict[str, Any]]) -> list[Listed]:
         """The list reply's entries; one the agent cannot read is skipped and counted, not fatal."""
@@ -251,6 +270,7 @@ class ContainerCollector:
         api = self._client.api if self._client is not None else None
         if api is None:
             return _Result(container_id, error="docker client closed")
+        from_cgroup = False
         try:
             details = self._inspect(api, container_id) if inspect or known is None else known.details
             baseline = cpu_baseline.baseline(known.cpu_stats if known else None, details.started_at, self._last_cycle)
@@ -258,6 +278,7 @@ class ContainerCollector:
             if self._cgroups is not None and details.cgroup is not None and (priming or baseline is not None):
                 try:
                     stats = self._cgroups.read(details.cgroup, details.pid, details.host_network)
+                    from_cgroup = True
                 except (OSError, ValueError, KeyError):
                     # Stopped, restarted or moved: the API answers this time, inspect looks again next cycle.
                     details = replace(details, cgroup=None, inspected_at=0.0)
@@ -282,7 +303,7 @@ class ContainerCollector:
         figures = docker_stats.figures(stats, baseline)
         metrics = container_metrics(container, details.restart_count, figures, self.problems, details.started_at)
         remembered = _Known(cpu_stats, container.state, container.health, details) if sampled else None
-        return _Result(container_id, metrics=metrics, known=remembered)
+        return _Result(container_id, metrics=metrics, known=remembered, from_cgroup=from_cgroup)
 
 
 def _needs_inspect(known: _Known | None, container: Listed, now: float) -> bool:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
 
 _BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 _DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB"]
@@ -46,3 +50,27 @@ def parse_pair(text: str) -> tuple[float, float]:
 
 def parse_percent(text: str) -> float:
     return float(text.rstrip("%"))
+
+
+MIB = 2**20
+
+
+def assert_like_docker_stats(ours: Mapping[str, Any], row: Mapping[str, str], label: str) -> None:
+    """Every column of a ``docker stats --format '{{json .}}'`` row against ContainerMetrics fields.
+
+    5 percentage points for CPU; 5 % for sizes, or 512 KiB for the small ones: a container's active
+    and inactive file pages move by a few hundred KiB between two samples a second apart. Callers
+    check first that each container holds a known resident size, so the margin cannot hide a zero.
+    """
+    assert ours["cpu_percent"] == pytest.approx(parse_percent(row["CPUPerc"]), abs=5.0), label
+    used, limit = parse_pair(row["MemUsage"])
+    assert ours["memory_usage_mb"] * MIB == pytest.approx(used, rel=0.05, abs=512 * 1024), label
+    assert ours["memory_limit_mb"] * MIB == pytest.approx(limit, rel=0.005), label
+    assert ours["memory_percent"] == pytest.approx(parse_percent(row["MemPerc"]), rel=0.05, abs=0.01), label
+    rx, tx = parse_pair(row["NetIO"])
+    assert ours["network_rx_bytes"] == pytest.approx(rx, rel=0.05, abs=1000), label
+    assert ours["network_tx_bytes"] == pytest.approx(tx, rel=0.05, abs=1000), label
+    read, write = parse_pair(row["BlockIO"])
+    assert ours["block_read_bytes"] == pytest.approx(read, rel=0.05, abs=1000), label
+    assert ours["block_write_bytes"] == pytest.approx(write, rel=0.05, abs=1000), label
+    assert ours["pids"] == int(row["PIDs"]), label

@@ -56,11 +56,11 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: floa
     raise TimeoutError("condition not met")
 
 
-def docker_stats_no_stream(names: list[str]) -> dict[str, dict[str, str]]:
-    """`docker stats --no-stream` for the named containers, by name."""
+def docker_stats_no_stream(names: list[str], env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """`docker stats --no-stream` for the named containers, by name (``env``: e.g. another DOCKER_HOST)."""
     output = subprocess.run(
         ["docker", "stats", "--no-stream", "--format", "{{json .}}", *names],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True, text=True, check=True, timeout=60, env=env,
     ).stdout  # fmt: skip
     rows = [json.loads(line) for line in output.splitlines() if line.strip()]
     return {row["Name"]: row for row in rows}
