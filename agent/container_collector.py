@@ -23,7 +23,6 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from agent import cpu_baseline, docker_stats
 from agent.cgroup_stats import CgroupReader
@@ -41,8 +40,13 @@ FAST_ONE_SHOT_API = (1, 44)
 ONE_SHOT_API = (1, 41)
 #: Re-inspect a container at least this often (restart count), even with no sign of change.
 INSPECT_MAX_AGE = 60.0
+#: Worker threads. Engine >= 25 answers one-shot stats at once (with cgroup files, 2 suffice for
+#: the inspects); older engines answer at their next 1 s tick, so every call must be in flight.
+CGROUP_POOL = 2
 NARROW_POOL = 8
 WIDE_POOL = 128
+LIST_ATTEMPTS = 2
+LIST_RETRY_WAIT = 0.5
 
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, DockerException)
 
@@ -107,10 +111,12 @@ class ContainerCollector:
             # is sized for the widest case and the pool's width decided once the API version is known.
             client = self._client_factory(self._timeout, max(WIDE_POOL, self._concurrency_setting))
             self._api = api_tuple(client.api.api_version)
-            # Engines before 25 answer a one-shot stats call only at their next 1 s collector tick,
-            # so every call must be in flight at once; with cgroups or a newer engine, 8 will do.
-            narrow = self._api >= FAST_ONE_SHOT_API or self._cgroups is not None
-            width = self._concurrency_setting or (NARROW_POOL if narrow else WIDE_POOL)
+            fast = self._api >= FAST_ONE_SHOT_API
+            if self._cgroups is not None:  # the pool serves inspects, and stats of any container read through the API
+                automatic = CGROUP_POOL if fast else NARROW_POOL
+            else:
+                automatic = NARROW_POOL if fast else WIDE_POOL
+            width = self._concurrency_setting or automatic
             self._client = client
             self._pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="otto-docker")
         return self._client
@@ -127,16 +133,20 @@ class ContainerCollector:
         self._disconnect()
 
     def _list_running(self) -> list[dict[str, Any]]:
-        for attempt in Retrying(
-            stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_exception_type(_TRANSIENT), reraise=True
-        ):
-            with attempt:
-                try:
-                    return list(self._connect().api.containers())
-                except _TRANSIENT:
-                    self._disconnect()
+        """The list call, tried twice (a fresh connection after half a second) before giving up.
+
+        Two attempts in a loop rather than tenacity: importing tenacity brings asyncio with it,
+        1.9 MiB of resident memory on the 512 MB Pi Zero this agent must fit (issue 12).
+        """
+        for attempt in range(LIST_ATTEMPTS):
+            try:
+                return list(self._connect().api.containers())
+            except _TRANSIENT:
+                self._disconnect()
+                if attempt == LIST_ATTEMPTS - 1:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover  (tenacity reraises)
+                time.sleep(LIST_RETRY_WAIT)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _set_reachable(self, reachable: bool, reason: str = "") -> None:
         if reachable and self._reachable is False:

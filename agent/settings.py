@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from agent.healthcheck import DEFAULT_HEARTBEAT
 from agent.privileges import parse_user
@@ -23,9 +22,6 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 class AgentSettings(MqttSettings):
     """Every setting of the agent, read from ``OTTO_*`` environment variables."""
-
-    # An empty variable is unset: Compose's ${VAR:-} passes "" for a line left out of .env.
-    model_config = SettingsConfigDict(env_prefix="OTTO_", case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
     node_id: NodeId | None = Field(
         None, description="Node id in topics; default the host's hostname (letters, digits, - _ .)."

@@ -17,7 +17,6 @@ import docker
 from bench.cycle import idle_daemon_rate
 from bench.system import daemon_cpu_seconds, process_cpu_seconds, process_rss_mb
 from tests.support.broker import start_broker
-from tests.support.compose import host_docker_gid, root_is_shared_mount
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "otto-metrics/agent:bench"
@@ -52,11 +51,15 @@ def run(
                 labels={"otto-bench": "agent"},
                 network_mode="host",
                 read_only=True,
+                # As the Compose files run it: root only until it has taken the socket's group.
+                user="0:0",
                 cap_drop=["ALL"],
+                cap_add=["SETUID", "SETGID", "SETPCAP"],
                 security_opt=["no-new-privileges:true"],
-                group_add=[str(host_docker_gid())],
                 volumes={
-                    "/": {"bind": "/hostfs", "mode": "ro,rslave" if root_is_shared_mount() else "ro"},
+                    "/": {"bind": "/hostfs", "mode": "ro"},
+                    "/proc": {"bind": "/hostfs/proc", "mode": "ro"},
+                    "/sys": {"bind": "/hostfs/sys", "mode": "ro"},
                     "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"},
                 },
                 environment={

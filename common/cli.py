@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
 
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+from common.env_settings import EnvSettings
+
+SettingsT = TypeVar("SettingsT", bound=EnvSettings)
 
 EXIT_CONFIG = 2
 
@@ -33,10 +34,9 @@ def describe_settings_error(exc: ValidationError, env_prefix: str) -> str:
 def load_settings_or_exit(cls: type[SettingsT], program: str) -> SettingsT:
     """Build settings from the environment; on a bad value print one line and exit 2."""
     try:
-        return cls()
+        return cls.from_env()
     except ValidationError as exc:
-        prefix = str(cls.model_config.get("env_prefix", ""))
-        fail_config(program, describe_settings_error(exc, prefix))
+        fail_config(program, describe_settings_error(exc, cls.env_prefix))
 
 
 def fail_config(program: str, line: str) -> NoReturn:

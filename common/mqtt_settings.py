@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings
 
 from common.cli import read_secret_file
+from common.env_settings import EnvSettings
 
 
-class MqttSettings(BaseSettings):
+class MqttSettings(EnvSettings):
     """``OTTO_MQTT_*``: where the broker is and who we are; ``*_FILE`` variants for Docker secrets."""
 
     mqtt_host: str = Field("localhost", min_length=1)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from common.mqtt_settings import MqttSettings
 from subscriber.rollup import Retention, Tier
@@ -31,9 +30,6 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 class SubscriberSettings(MqttSettings):
     """Every setting of the subscriber, read from ``OTTO_*`` environment variables."""
-
-    # An empty variable is unset: Compose's ${VAR:-} passes "" for a line left out of .env.
-    model_config = SettingsConfigDict(env_prefix="OTTO_", case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
     mqtt_client_id: str = Field("otto-subscriber", min_length=1, max_length=64)
     mqtt_session_expiry: Duration = Field(timedelta(days=7), description="How long the broker queues for us.")
