@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from bench import cycle, dashboard, footprint, ingest, scale
+from bench import cycle, dashboard, footprint, ingest, scale, v2host
 from bench.system import machine
 from tests.support.docker_gate import require_docker
 
@@ -28,10 +28,12 @@ FULL = {
     "repeats": 5,
     "naive_sample": 10,
     "footprint_window": 60.0,
-    "footprint_variants": ["auto", "api"],
+    "footprint_variants": ["auto", "api", "armv7"],
     "ingest_messages": 60_000,
     "latency_seconds": 10.0,
     "scale_seconds": 60.0,
+    "v2host_containers": 20,
+    "v2host_repeats": 3,
 }
 QUICK = {
     "cycle_counts": [10, 50],
@@ -42,6 +44,8 @@ QUICK = {
     "ingest_messages": 20_000,
     "latency_seconds": 4.0,
     "scale_seconds": 10.0,
+    "v2host_containers": 0,
+    "v2host_repeats": 0,
 }
 FOOTPRINT_CONTAINERS = 50
 
@@ -71,6 +75,10 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
     print("scale: 1,000 nodes x 20 containers every 5 s ...", file=sys.stderr, flush=True)
     results["scale"] = scale.run(workdir / "scale", 1000, 20, config["scale_seconds"])
     results["dashboard"] = dashboard.run(workdir / "dashboard", quick=config is QUICK)
+    # Last: the VM takes 1.5 cores while up, so nothing timed runs beside it; it is brought down after.
+    if config["v2host_containers"] and v2host.available():
+        print("v2 host: booting the VM, the agent's cycle on Engine 26 ...", file=sys.stderr, flush=True)
+        results["v2host"] = v2host.run(config["v2host_containers"], config["v2host_repeats"])
     return results
 
 
@@ -92,19 +100,28 @@ def table(results: dict[str, Any]) -> str:
         )
     lines += ["", "2. Agent footprint: the image, 50 containers, 5 s interval (daemon CPU above its idle rate)", ""]
     lines.append(
-        "| stats source | RSS | threads | agent CPU | daemon CPU it causes (noise) | total (% of one core) "
-        "| per-cycle daemon CPU (cycle benchmark) |"
+        "| variant | RSS | PSS | USS | anonymous | threads | agent CPU | daemon CPU it causes (noise) "
+        "| total (% of one core) | per-cycle daemon CPU (cycle benchmark) |"
     )
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per_cycle = next((r for r in results["cycle"] if r["containers"] == FOOTPRINT_CONTAINERS), None)
+    names = {"auto": "cgroups (default)", "api": "Engine API only", "armv7": "linux/arm/v7 under QEMU, cgroups"}
     for f in results["footprint"]:
-        source = "cgroups (default)" if f["variant"] == "auto" else "Engine API only"
-        key = "agent" if f["variant"] == "auto" else "agent_api_only"
+        key = "agent_api_only" if f["variant"] == "api" else "agent"
         cycle_daemon = f"{per_cycle[key]['daemon_cpu'] / 5 * 100:.2f} %" if per_cycle else "n/a"
         lines.append(
-            f"| {source} | {f['rss_mb']:.1f} MB | {f['threads']} | {f['agent_cpu_percent']:.2f} % "
+            f"| {names.get(f['variant'], f['variant'])} | {f['rss_mb']:.1f} MiB | {f['pss_mb']:.1f} MiB "
+            f"| {f['uss_mb']:.1f} MiB | {f['anon_mb']:.1f} MiB | {f['threads']} | {f['agent_cpu_percent']:.2f} % "
             f"| {f['daemon_cpu_percent']:.2f} % (± {f['daemon_noise_percent']:.2f}) | {f['total_cpu_percent']:.2f} % "
             f"| {cycle_daemon} |"
+        )
+    by_variant = {f["variant"]: f for f in results["footprint"]}
+    if "auto" in by_variant and "armv7" in by_variant:
+        native, armv7 = by_variant["auto"], by_variant["armv7"]
+        lines.append(
+            f"\nlinux/arm/v7 under QEMU against native, same run: agent CPU "
+            f"{_ratio(armv7['agent_cpu_percent'], native['agent_cpu_percent'])}, RSS "
+            f"{_ratio(armv7['rss_mb'], native['rss_mb'])} (the emulated program's own memory)."
         )
     i = results["ingest"]
     lines += ["", "3. Subscriber ingest (same broker, same load)", ""]
@@ -134,6 +151,7 @@ def table(results: dict[str, Any]) -> str:
         f"{s['rollup_share_percent']:.1f} % of the subscriber's CPU (target under 10 %)."
     )
     lines += dashboard.table(results["dashboard"])
+    lines += v2host.table(results.get("v2host"))
     return "\n".join(lines)
 
 

@@ -87,6 +87,10 @@ class Guest:
         self._tool("seed", *IMAGES, timeout=900)
         self.client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{PORT}", timeout=120)
 
+    def down(self) -> None:
+        """Stop the VM (its 1.5 cores) and drop its overlay."""
+        self._tool("down", timeout=300)
+
     def _appended(self) -> str:
         cmdline = self.exec("cat /proc/cmdline").split()
         return " ".join(arg for arg in cmdline if arg.startswith("cgroup_"))

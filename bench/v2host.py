@@ -1,0 +1,72 @@
+"""Benchmark 6: one collection cycle on a cgroup v2 host with Engine 26 (the VM of ../shared/ci/v2-host).
+
+Engine 25 and later answer a one-shot stats call at once instead of at the collector's next 1 s
+tick, so the Engine API path is fast there too. On the guest (emulated, so slow like a small
+Pi), with N running containers: the agent's cycle through the one-shot API and through the
+cgroup files (``agent.collect_seconds`` of a ``--once`` run of the image, as compose.rpi.yaml
+runs it), against ``docker stats --no-stream`` for the same containers, in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from typing import Any
+
+from bench.cycle import start_containers
+from tests.support.v2_host import TOOL, Guest
+
+
+def available() -> bool:
+    return TOOL.exists()
+
+
+def run(containers: int, repeats: int) -> dict[str, Any]:
+    guest = Guest()
+    guest.start()
+    started = start_containers(guest.client, containers, "v2")
+    try:
+        cycle: dict[str, list[float]] = {"api": [], "auto": []}
+        cli: list[float] = []
+        names = [c.name for c in started]
+        for _ in range(repeats):
+            for source, seconds in cycle.items():
+                run = guest.run_agent(interval=2, settings={"OTTO_CONTAINER_STATS": source})
+                assert len(run.containers["containers"]) >= containers, run.log
+                seconds.append(run.node["agent"]["collect_seconds"])
+            began = time.monotonic()
+            subprocess.run(
+                ["docker", "stats", "--no-stream", *names],
+                env=guest.cli_env, capture_output=True, check=True, timeout=120,
+            )  # fmt: skip
+            cli.append(time.monotonic() - began)
+        info = guest.client.version()
+        return {
+            "containers": containers,
+            "engine": f"{info['Version']} (API {info['ApiVersion']})",
+            "agent_one_shot_api_s": statistics.median(cycle["api"]),
+            "agent_cgroup_files_s": statistics.median(cycle["auto"]),
+            "docker_stats_s": statistics.median(cli),
+            "repeats": repeats,
+        }
+    finally:
+        for container in started:
+            container.remove(force=True)
+        guest.client.close()
+        guest.down()
+
+
+def table(result: dict[str, Any] | None) -> list[str]:
+    if not result:
+        return ["", "6. Cycle on a cgroup v2 host: not run (no ../shared/ci/v2-host here, or --quick)"]
+    api, files, cli = result["agent_one_shot_api_s"], result["agent_cgroup_files_s"], result["docker_stats_s"]
+    return [
+        "",
+        f"6. Cycle on a cgroup v2 host (emulated VM, Engine {result['engine']}, {result['containers']} containers; "
+        f"median of {result['repeats']})",
+        "",
+        "| agent, one-shot Engine API | agent, cgroup files | docker stats --no-stream |",
+        "|---:|---:|---:|",
+        f"| {api:.2f} s ({cli / api:.1f}x faster) | {files:.2f} s ({cli / files:.1f}x faster) | {cli:.2f} s |",
+    ]
