@@ -209,7 +209,9 @@ class CgroupReader:
             self.root / "system.slice" / f"docker-{container_id}.scope",
             self.root / "docker" / container_id,
         ]
-        if parent:
+        if parent.endswith(".slice"):  # the systemd driver: --cgroup-parent names a slice
+            candidates.append(self.root / expand_slice(parent) / f"docker-{container_id}.scope")
+        elif parent:
             candidates.append(self.root / parent.strip("/") / container_id)
         for candidate in candidates:
             if _is_theirs(candidate, container_id):
@@ -270,6 +272,15 @@ class CgroupReader:
                 return service_bytes
         throttle = files.get("throttle")
         return parse_blkio_v1(read_bytes(throttle).decode()) if throttle is not None else []
+
+
+def expand_slice(slice_name: str) -> str:
+    """Where systemd puts a slice: each dash opens a level ("a-b.slice" is "a.slice/a-b.slice")."""
+    stem = slice_name.removesuffix(".slice")
+    if stem in ("", "-"):
+        return ""
+    parts = stem.split("-")
+    return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))
 
 
 def _is_theirs(directory: Path, container_id: str) -> bool:

@@ -136,7 +136,7 @@ class ContainerCollector:
         """The list call, tried twice (a fresh connection after half a second) before giving up.
 
         Two attempts in a loop rather than tenacity: importing tenacity brings asyncio with it,
-        1.9 MiB of resident memory on the 512 MB Pi Zero this agent must fit (issue 12).
+        1.9 MiB of resident memory on the 512 MB Pi Zero this agent must fit.
         """
         for attempt in range(LIST_ATTEMPTS):
             try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent import docker_stats
-from agent.cgroup_stats import CgroupReader, parse_blkio_v1, parse_io_stat_v2, system_cpu_sample
+from agent.cgroup_stats import CgroupReader, expand_slice, parse_blkio_v1, parse_io_stat_v2, system_cpu_sample
 from tests.support.docker_cli import bytes_size, human_size
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -95,21 +95,28 @@ def test_v2_reproduces_the_clis_columns_for_the_recorded_sample() -> None:
     assert ours["memory_stats"]["limit"] == api["memory_stats"]["limit"]  # "max" clamped to MemTotal
 
 
-def test_v2_found_from_a_private_cgroup_namespace_and_under_a_custom_parent(tmp_path: Path) -> None:
+def test_v2_found_from_a_private_cgroup_namespace_and_under_a_custom_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tree = copy(V2, tmp_path)
     container_id, pid = identity(tree)
     cgroups = reader(tree)
     # Seen from the agent's own cgroup namespace, a sibling's path is relative: use the known layouts.
     (tree / "proc" / str(pid) / "cgroup").write_text(f"0::/../docker-{container_id}.scope\n")
     assert cgroups.locate(container_id, pid) is not None
-    # --cgroup-parent: found by name, then verified by its members.
     scope = tree / "sys/fs/cgroup/system.slice" / f"docker-{container_id}.scope"
     custom = tree / "sys/fs/cgroup/fleet.slice/fleet-apps.slice"
     custom.mkdir(parents=True)
     scope.rename(custom / scope.name)
-    location = cgroups.locate(container_id, pid, cgroup_parent="fleet-apps.slice")
+    # --cgroup-parent: a systemd slice is where the driver puts it, found without searching the tree.
+    with monkeypatch.context() as patched:
+        patched.setattr("agent.cgroup_stats._search", lambda *_: pytest.fail("searched the tree"))
+        location = cgroups.locate(container_id, pid, cgroup_parent="fleet-apps.slice")
     assert location is not None
     assert location.dirs["unified"] == custom / scope.name
+    assert expand_slice("fleet-apps.slice") == "fleet.slice/fleet-apps.slice"
+    assert expand_slice("otto.slice") == "otto.slice"
+    assert expand_slice("-.slice") == ""
     assert cgroups.locate("f" * 64, pid) is None  # the pid's cgroup names another container: refused
 
 
