@@ -78,7 +78,10 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
     # Last: the VM takes 1.5 cores while up, so nothing timed runs beside it; it is brought down after.
     if config["v2host_containers"] and v2host.available():
         print("v2 host: booting the VM, the agent's cycle on Engine 26 ...", file=sys.stderr, flush=True)
-        results["v2host"] = v2host.run(config["v2host_containers"], config["v2host_repeats"])
+        try:
+            results["v2host"] = v2host.run(config["v2host_containers"], config["v2host_repeats"])
+        except Exception as exc:  # a VM that misbehaves must not cost the whole run's figures
+            results["v2host"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     return results
 
 
