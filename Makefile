@@ -46,7 +46,7 @@ v2host: $(STAMP)
 	env -u DOCKER_HOST docker build -q -f Dockerfile.agent -t otto-metrics/agent:local . >/dev/null
 	$(BIN)/pytest -m v2host tests/v2host $(PYTEST_ARGS)
 
-# `make bench` (about 10 minutes) or `make bench QUICK=1` (under 3): needs a Docker Engine.
+# `make bench` (about 20 minutes) or `make bench QUICK=1` (under 3): needs a Docker Engine.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements/bench.txt
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
