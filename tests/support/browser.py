@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.sync_api import Page
+
+from tests.support.gates import skip_or_fail
 
 CHROMIUM = os.environ.get("OTTO_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
@@ -21,14 +22,8 @@ FLAGS = [
 
 def require_browser() -> None:
     """Skip without Chromium and Playwright; fail instead when OTTO_REQUIRE_BROWSER=1 (CI)."""
-    problem = None
-    if shutil.which(CHROMIUM) is None:
-        problem = f"{CHROMIUM} not found (apt-get install chromium)"
-    if problem is None:
-        return
-    if os.environ.get("OTTO_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"OTTO_REQUIRE_BROWSER=1 but {problem}", pytrace=False)
-    pytest.skip(f"{problem}; set OTTO_REQUIRE_BROWSER=1 to make this an error")
+    problem = None if shutil.which(CHROMIUM) else f"{CHROMIUM} not found (apt-get install chromium)"
+    skip_or_fail(problem, "OTTO_REQUIRE_BROWSER", str(problem))
 
 
 @dataclass

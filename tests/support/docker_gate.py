@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import os
 
 import docker
-import pytest
 from docker.errors import DockerException
+
+from tests.support.gates import skip_or_fail
 
 
 @functools.cache
@@ -24,8 +24,8 @@ def _engine_problem() -> str | None:
 def require_docker() -> None:
     """Skip the calling test without an engine; fail instead when OTTO_REQUIRE_DOCKER=1 (CI)."""
     problem = _engine_problem()
-    if problem is None:
-        return
-    if os.environ.get("OTTO_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"OTTO_REQUIRE_DOCKER=1 but no Docker Engine is reachable: {problem}", pytrace=False)
-    pytest.skip(f"no Docker Engine reachable ({problem}); set OTTO_REQUIRE_DOCKER=1 to make this an error")
+    skip_or_fail(
+        None if problem is None else f"no Docker Engine is reachable: {problem}",
+        "OTTO_REQUIRE_DOCKER",
+        f"no Docker Engine reachable ({problem})",
+    )

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import pytest
 
 from tests.support.agent_process import REPO
+from tests.support.gates import skip_or_fail
 
 TOOL = Path(os.environ.get("OTTO_V2_HOST_TOOL", REPO.parent / "shared" / "ci" / "v2-host"))
 PORT = int(os.environ.get("V2_HOST_PORT", "23750"))
@@ -36,11 +36,7 @@ def require_v2_host() -> None:
     problem = None if TOOL.exists() else f"{TOOL} not found"
     if problem is None and shutil.which("docker") is None:
         problem = "no docker CLI"
-    if problem is None:
-        return
-    if os.environ.get("OTTO_REQUIRE_V2_HOST") == "1":
-        pytest.fail(f"OTTO_REQUIRE_V2_HOST=1 but {problem}", pytrace=False)
-    pytest.skip(f"no cgroup v2 test host ({problem}); `make v2host` brings one up")
+    skip_or_fail(problem, "OTTO_REQUIRE_V2_HOST", f"no cgroup v2 test host ({problem}); `make v2host` brings one up")
 
 
 @dataclass
