@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
+import requests
 from docker.models.containers import Container
 
 BUSYBOX = "busybox:1.36"
@@ -26,9 +27,21 @@ class LoadContainers:
         self.started: list[Container] = []
 
     def run(self, role: str, command: str, **kwargs: Any) -> Container:
-        container = self.client.containers.run(
-            BUSYBOX, ["sh", "-c", command], name=f"{self.prefix}-{role}", detach=True, labels=LABEL, **kwargs
-        )
+        """A started container; a connection dropped mid-call (an emulated VM's forwarded port does
+        that) is tried again once, after removing whatever half of it the engine created."""
+        name = f"{self.prefix}-{role}"
+        for attempt in range(2):
+            try:
+                container = self.client.containers.run(
+                    BUSYBOX, ["sh", "-c", command], name=name, detach=True, labels=LABEL, **kwargs
+                )
+                break
+            except requests.ConnectionError:
+                if attempt:
+                    raise
+                time.sleep(2)
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.client.api.remove_container(name, force=True)
         self.started.append(container)
         return container
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 
 from tests.support.agent_process import REPO
 from tests.support.gates import skip_or_fail
@@ -82,6 +84,22 @@ class Guest:
             self._tool("up", timeout=1500, env={"V2_HOST_APPEND": self.kernel_append})
         self._tool("seed", *IMAGES, timeout=900)
         self.client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{PORT}", timeout=120)
+        self._wait_until_steady()
+
+    def _wait_until_steady(self, answers: int = 5, timeout: float = 180) -> None:
+        """Right after a boot the forwarded engine may drop a connection or two: wait for
+        ``answers`` pings in a row before the tests talk to it."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while streak < answers:
+            try:
+                self.client.ping()
+                streak += 1
+            except (requests.RequestException, docker.errors.DockerException):
+                if time.monotonic() > deadline:
+                    raise
+                streak = 0
+            time.sleep(1)
 
     def down(self) -> None:
         """Stop the VM (its 1.5 cores) and drop its overlay."""
