@@ -209,7 +209,7 @@ class CgroupReader:
             self.root / "system.slice" / f"docker-{container_id}.scope",
             self.root / "docker" / container_id,
         ]
-        if parent.endswith(".slice"):  # the systemd driver: --cgroup-parent names a slice
+        if parent.endswith(".slice") and "/" not in parent:  # the systemd driver: a slice name, no path
             candidates.append(self.root / expand_slice(parent) / f"docker-{container_id}.scope")
         elif parent:
             candidates.append(self.root / parent.strip("/") / container_id)
@@ -277,7 +277,7 @@ class CgroupReader:
 def expand_slice(slice_name: str) -> str:
     """Where systemd puts a slice: each dash opens a level ("a-b.slice" is "a.slice/a-b.slice")."""
     stem = slice_name.removesuffix(".slice")
-    if stem in ("", "-"):
+    if stem in ("", "-") or "/" in stem or ".." in stem:  # the root slice, or not a slice name
         return ""
     parts = stem.split("-")
     return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))

@@ -63,11 +63,13 @@ def capabilities() -> dict[str, int]:
     return sets
 
 
-def _empty_bounding_set() -> bool:
-    """Drop every capability from the bounding set; False without CAP_SETPCAP (nothing dropped)."""
+def _empty_bounding_set() -> None:
+    """Drop every capability from the bounding set (nothing without CAP_SETPCAP: the first call fails)."""
     libc = ctypes.CDLL(None, use_errno=True)
     last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    return all(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) == 0 for cap in range(last + 1))
+    for cap in range(last + 1):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            return
 
 
 def drop_root(uid: int, gid: int, socket: Path | None) -> Dropped | None:

@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import requests
 
-from bench.cycle import BUSYBOX, LABEL
+from tests.support.load import LoadContainers
 from tests.support.v2_host import TOOL, Guest
 
 
@@ -26,34 +26,18 @@ def available() -> bool:
     return TOOL.exists()
 
 
-def _start_containers(client: docker.DockerClient, count: int) -> list[Any]:
-    """Busybox containers like benchmark 1's, one at a time: the emulated guest's forwarded port
-    resets connections under many parallel creations, so each is tried again after a pause."""
-    started = []
-    for i in range(count):
-        for attempt in range(3):
-            try:
-                started.append(
-                    client.containers.run(
-                        BUSYBOX, ["sh", "-c", "while :; do :; done" if i % 5 == 0 else "sleep 86400"],
-                        name=f"{LABEL}-v2-{i:03d}", detach=True, labels={LABEL: "v2"},
-                        nano_cpus=20_000_000 if i % 5 == 0 else None,
-                    )
-                )  # fmt: skip
-                break
-            except requests.ConnectionError:
-                if attempt == 2:
-                    raise
-                time.sleep(2)
-    return started
-
-
 def run(containers: int, repeats: int) -> dict[str, Any]:
     guest = Guest()
     guest.start()
-    started: list[Any] = []
+    load = LoadContainers(guest.client)  # one at a time, a creation that lost its connection tried again
     try:
-        started = _start_containers(guest.client, containers)
+        # Like benchmark 1's: one in five busy at 2 % of a core, the rest idle.
+        started = [
+            load.run(f"{i:03d}", "while :; do :; done", nano_cpus=20_000_000)
+            if i % 5 == 0
+            else load.run(f"{i:03d}", "sleep 86400")
+            for i in range(containers)
+        ]
         cycle: dict[str, list[float]] = {"api": [], "auto": []}
         cli: list[float] = []
         names = [c.name for c in started]
@@ -78,9 +62,8 @@ def run(containers: int, repeats: int) -> dict[str, Any]:
             "repeats": repeats,
         }
     finally:
-        for container in started:
-            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
-                container.remove(force=True)
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            load.close()
         guest.client.close()
         guest.down()
 

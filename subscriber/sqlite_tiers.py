@@ -102,8 +102,7 @@ def maintain(
     db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int, deadline: float = math.inf
 ) -> tuple[int, bool]:
     """Compute closed dirty buckets of ``tiers`` (finest first, as ``Retention`` keeps them) until
-    done or ``deadline`` (monotonic)
-    has passed; the number of buckets completed, and whether nothing closed is left.
+    done or ``deadline`` (monotonic) has passed; the number of buckets completed, and whether nothing closed is left.
 
     Marks use tier 0 for "minutes touched in raw rows"; a mark on a finer tier becomes, once its
     bucket has closed, a computed bucket of the next tier up and a mark on the one after. Work

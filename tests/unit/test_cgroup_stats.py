@@ -117,6 +117,7 @@ def test_v2_found_from_a_private_cgroup_namespace_and_under_a_custom_parent(
     assert expand_slice("fleet-apps.slice") == "fleet.slice/fleet-apps.slice"
     assert expand_slice("otto.slice") == "otto.slice"
     assert expand_slice("-.slice") == ""
+    assert expand_slice("/etc.slice") == expand_slice("..-x.slice") == ""  # never a path out of the hierarchy
     assert cgroups.locate("f" * 64, pid) is None  # the pid's cgroup names another container: refused
 
 
