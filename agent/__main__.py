@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from agent.cgroup_stats import CgroupReader
 from agent.collector import MetricsCollector
 from agent.container_collector import ContainerCollector
+from agent.event_stream import EventStream
 from agent.healthcheck import is_fresh, max_age
 from agent.heartbeat import Heartbeat
 from agent.host_collector import HostCollector, HostPaths
@@ -26,8 +27,8 @@ from common import __version__
 from common.cli import fail_config, load_settings_or_exit, setup_logging
 from common.mqtt_client import MqttConfig
 from common.supervision import EXIT_THREAD_DIED, Supervisor
-from contract.models import NodeStatus, to_payload, utc_now
-from contract.topics import NODE_ID_PATTERN, status_topic
+from contract.models import ContainerEvent, NodeStatus, to_payload, utc_now
+from contract.topics import NODE_ID_PATTERN, events_topic, status_topic
 
 log = logging.getLogger("agent")
 
@@ -125,6 +126,16 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
     )
     collector.outbox_state = lambda: (link.buffered, link.dropped)
     publisher = MetricsPublisher(collector, link, settings.interval, Heartbeat(settings.heartbeat_file))
+    topic = events_topic(node_id)
+
+    def publish_event(event: ContainerEvent) -> None:
+        link.publish(topic, to_payload(event))
+
+    events = (
+        EventStream(node_id, publish_event, collector.problems, window=settings.event_coalesce_seconds)
+        if settings.events
+        else None
+    )
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s: publishing offline status and exiting", signal.Signals(signum).name)
@@ -138,9 +149,15 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
         died.append(role)
         publisher.stop()
 
-    supervisor = Supervisor(link.threads, on_death)
+    supervisor = Supervisor({**link.threads, **(events.threads if events else {})}, on_death)
+
+    def on_stopping() -> None:
+        supervisor.stop()
+        if events is not None:
+            events.stop()  # its held messages go to the outbox before the link closes
+
     log.info(
-        "otto-agent %s: node %s, every %gs to %s:%d, buffer %d messages or %d MiB, host root %s",
+        "otto-agent %s: node %s, every %gs to %s:%d, buffer %d messages or %d MiB, host root %s, events %s",
         __version__,
         node_id,
         settings.interval,
@@ -149,9 +166,12 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
         settings.effective_buffer_size,
         settings.buffer_bytes // 2**20,
         settings.host_root or "(this machine)",
+        "followed" if events else "off",
     )
     supervisor.start()
-    publisher.start(on_stopping=supervisor.stop)
+    if events is not None:
+        events.start()
+    publisher.start(on_stopping=on_stopping)
     log.info("stopped")
     return EXIT_THREAD_DIED if died else 0
 

@@ -46,6 +46,10 @@ class AgentSettings(MqttSettings):
         "auto",
         description="auto: read container cgroups directly where visible, else the Engine API; api: always the API.",
     )
+    events: bool = Field(True, description="Follow Docker's container events and publish them at once.")
+    event_coalesce_seconds: float = Field(
+        10.0, ge=0.1, le=3600, description="A container's repeats of one action within this are sent as one message."
+    )
     heartbeat_file: Path = Field(Path(DEFAULT_HEARTBEAT))
     run_as: str | None = Field(
         None,

@@ -3,6 +3,7 @@
 from contract.models import (
     SCHEMA_VERSION,
     AgentStats,
+    ContainerEvent,
     ContainerMetrics,
     ContainerMetricsBatch,
     NodeId,
@@ -13,6 +14,7 @@ from contract.models import (
 from contract.topics import (
     TopicKind,
     container_metrics_topic,
+    events_topic,
     node_metrics_topic,
     parse_topic,
     status_topic,
@@ -21,6 +23,7 @@ from contract.topics import (
 __all__ = [
     "SCHEMA_VERSION",
     "AgentStats",
+    "ContainerEvent",
     "ContainerMetrics",
     "ContainerMetricsBatch",
     "NodeId",
@@ -28,6 +31,7 @@ __all__ = [
     "NodeStatus",
     "TopicKind",
     "container_metrics_topic",
+    "events_topic",
     "node_metrics_topic",
     "parse_topic",
     "status_topic",

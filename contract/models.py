@@ -184,6 +184,43 @@ class NodeStatus(NodeMessage):
     )
 
 
+#: Container lifecycle actions an agent reports (Docker's own names; ``health_status`` carries ``health``),
+#: and ``gap``: the agent lost the event stream (daemon restarted) and events may be missing until it resumed.
+EventAction = Literal["start", "die", "oom", "restart", "health_status", "pause", "unpause", "destroy", "gap"]
+
+
+class ContainerEvent(NodeMessage):
+    """One container lifecycle event, published at once on ``otto/nodes/{node_id}/events`` (QoS 1).
+
+    A container that repeats an action faster than the agent's coalescing window (a crash loop) is
+    reported once per window per action: ``count`` says how many events the message stands for,
+    ``first_timestamp`` when the first of them happened, the other fields are the latest one's.
+    """
+
+    timestamp: UtcDatetime = Field(description="When the Docker daemon recorded the event (its clock), UTC.")
+    action: EventAction
+    container_id: Annotated[str, StringConstraints(max_length=128)] = Field(
+        "", description="Full container id; empty only for a gap."
+    )
+    container_name: ShortText = ""
+    image: ShortText = ""
+    exit_code: int | None = Field(
+        None, ge=-(2**31), le=2**31 - 1, description="die: the main process's exit status (137 = SIGKILL)."
+    )
+    health: Literal["healthy", "unhealthy", "starting"] | None = Field(
+        None, description="health_status: the new health of the container."
+    )
+    stop_requested: bool = Field(
+        False,
+        description="die: someone asked the daemon to stop or kill the container first (docker stop, kill, "
+        "restart, compose down, daemon shutdown), so it did not exit on its own.",
+    )
+    oom_killed: bool = Field(False, description="die: the kernel's OOM killer ended it (an oom event came first).")
+    count: int = Field(1, ge=1, le=_INT64_MAX, description="Events this message stands for (coalesced).")
+    first_timestamp: UtcDatetime | None = Field(None, description="When the first coalesced event happened.")
+    detail: ShortText | None = Field(None, description="gap: why and since when events may be missing.")
+
+
 def to_payload(message: WireModel) -> bytes:
     """Serialise a message for the wire."""
     return message.model_dump_json().encode()

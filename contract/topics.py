@@ -3,6 +3,7 @@
 otto/nodes/{node_id}/metrics/node         NodeMetrics, QoS 1
 otto/nodes/{node_id}/metrics/containers   ContainerMetricsBatch, QoS 1
 otto/nodes/{node_id}/status               NodeStatus, QoS 1, retained (also the last will)
+otto/nodes/{node_id}/events               ContainerEvent, QoS 1, one per container lifecycle event
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class TopicKind(enum.StrEnum):
     NODE = "metrics/node"
     CONTAINERS = "metrics/containers"
     STATUS = "status"
+    EVENTS = "events"
 
 
 def topic_for(kind: TopicKind, node_id: str) -> str:
@@ -40,6 +42,10 @@ def container_metrics_topic(node_id: str) -> str:
 
 def status_topic(node_id: str) -> str:
     return topic_for(TopicKind.STATUS, node_id)
+
+
+def events_topic(node_id: str) -> str:
+    return topic_for(TopicKind.EVENTS, node_id)
 
 
 #: Wildcard subscriptions covering every node, one per kind.
