@@ -7,6 +7,7 @@ import logging
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 
 import uvicorn
@@ -15,6 +16,12 @@ from prometheus_client import CollectorRegistry
 from common import __version__
 from common.cli import fail_config, load_settings_or_exit, setup_logging
 from common.supervision import EXIT_THREAD_DIED, Supervisor
+from subscriber.alerts.api import alerts_router, events_router
+from subscriber.alerts.engine import AlertEngine
+from subscriber.alerts.notify import AppriseSender, Notifier
+from subscriber.alerts.rules import RulesError, load_rules
+from subscriber.alerts.service import AlertCounters, AlertService
+from subscriber.alerts.store import SqliteAlertStore
 from subscriber.api import Liveness, create_app
 from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
 from subscriber.prometheus import FleetCollector, SubscriberCounters
@@ -35,6 +42,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     return parser.parse_args(argv)
+
+
+def build_alerts(settings: SubscriberSettings, state: FleetState, registry: CollectorRegistry) -> AlertService | None:
+    """The alerting service the settings ask for (None with OTTO_ALERTS=false); exits on a bad setting."""
+    if not settings.alerts:
+        return None
+    try:
+        rules = load_rules(settings.alerts_file)
+    except RulesError as exc:
+        fail_config(PROGRAM, f"invalid configuration: OTTO_ALERTS_FILE: {exc}")
+    urls = settings.notify_url_list
+    try:
+        sender = AppriseSender(urls) if urls else None
+    except ValueError as exc:
+        fail_config(PROGRAM, f"invalid configuration: OTTO_NOTIFY_URLS: {exc}")
+    try:
+        store = SqliteAlertStore(settings.db_path)
+    except (OSError, sqlite3.Error) as exc:
+        fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
+    counters = AlertCounters(registry)
+    notifier = None
+    if sender is not None:
+        notifier = Notifier(
+            store, sender, len(sender), lambda outcome: counters.notifications.labels(outcome).inc(),
+            describe=sender.descriptions,
+        )  # fmt: skip
+    engine = AlertEngine(rules, started_at=time.time(), stale_after=settings.stale_after)
+    log.info(
+        "alerts: rules from %s, notifying %s",
+        settings.alerts_file or "the defaults",
+        ", ".join(sender.descriptions) if sender else "nobody (set OTTO_NOTIFY_URLS)",
+    )
+    return AlertService(engine, store, notifier, state, counters, public_url=settings.public_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue_bytes=settings.queue_max_bytes,
         ),
     )
+    alerts = build_alerts(settings, state, registry)
+    if alerts is not None:
+        subscriber.ingestor.event_listeners.append(alerts.submit)
     app = create_app(
         state,
         store,
@@ -84,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             mqtt_connected=subscriber.connected,
             store_problem=subscriber.ingestor.store_problem,
         ),
+        routers=[
+            events_router(state, store),
+            alerts_router(lambda: alerts.store if alerts else None, settings.public_url),
+        ],
     )
     log.info(
         "otto-subscriber %s: broker %s:%d, history %s (retention %s, %d nodes restored), API on %s:%d",
@@ -116,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         died.append(role)
         server.should_exit = True
 
-    supervisor = Supervisor(subscriber.threads, on_death)
+    threads = {**subscriber.threads, **({"alerts": alerts.thread} if alerts else {})}
+    supervisor = Supervisor(threads, on_death)
+    if alerts is not None:
+        alerts.start()
     subscriber.start()
     supervisor.start()
     try:
@@ -124,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         supervisor.stop()
         subscriber.stop()
+        if alerts is not None:
+            alerts.stop()
+            alerts.store.close()
         store.close()
         log.info("stopped")
     return EXIT_THREAD_DIED if died else 0

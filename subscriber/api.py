@@ -6,12 +6,12 @@ its scripts from a CDN (the dashboard makes no request to any other host).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
@@ -73,8 +73,10 @@ def create_app(
     store: HistoryStore | None,
     registry: CollectorRegistry,
     health: Callable[[], Liveness],
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """Build the API around the live state and the store; ``health`` reports the running parts."""
+    """Build the API around the live state and the store; ``health`` reports the running parts;
+    ``routers`` add the endpoints of optional parts (events and alerts)."""
     app = FastAPI(
         title="otto-metrics control plane",
         version=__version__,
@@ -157,6 +159,8 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    for router in routers:
+        app.include_router(router)
     app.include_router(series_router(state, store))
     app.include_router(live_router(summaries))
     app.include_router(dashboard_router())

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 
 from common.cli import RateLimitedLog
 from common.mqtt_client import MqttConfig, make_client, network_thread
-from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
+from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import SUBSCRIPTIONS
 from subscriber.admission import Admission
 from subscriber.decoding import Decoded, Rejected
@@ -219,6 +219,14 @@ class MetricsSubscriber:
             self.on_container_metrics(message)
         elif isinstance(message, NodeStatus):
             self.on_status(message)
+        elif isinstance(message, ContainerEvent) and self.log_messages:
+            message_log.info(
+                "[%s] %s %s%s",
+                message.node_id,
+                message.container_name or "-",
+                message.action,
+                "" if message.exit_code is None else f" (exit code {message.exit_code})",
+            )
 
     def _ack(self, token: Hashable) -> None:
         # A message id belongs to the connection it arrived on; after a reconnect the broker

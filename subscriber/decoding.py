@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from contract.models import ContainerMetricsBatch, NodeMessage, NodeMetrics, NodeStatus
+from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMessage, NodeMetrics, NodeStatus
 from contract.topics import TopicKind, parse_topic
 
 MODELS: dict[TopicKind, type[NodeMessage]] = {
     TopicKind.NODE: NodeMetrics,
     TopicKind.CONTAINERS: ContainerMetricsBatch,
     TopicKind.STATUS: NodeStatus,
+    TopicKind.EVENTS: ContainerEvent,
 }
 
 

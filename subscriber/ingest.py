@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from common.cli import RateLimitedLog
-from contract.models import ContainerMetricsBatch, NodeMetrics, NodeStatus
+from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import parse_topic
 from subscriber.decoding import Decoded, Reason, Rejected, decode
 from subscriber.prometheus import SubscriberCounters
@@ -55,6 +55,11 @@ class _Entry:
     node_id: str
     node: NodeMetrics | None = None
     containers: ContainerMetricsBatch | None = None
+    event: ContainerEvent | None = None
+
+    @property
+    def has_rows(self) -> bool:
+        return self.node is not None or self.containers is not None or self.event is not None
 
 
 @dataclass(slots=True)
@@ -70,6 +75,10 @@ class _Batch:
     @property
     def containers(self) -> list[ContainerMetricsBatch]:
         return [e.containers for e in self.entries if e.containers is not None]
+
+    @property
+    def events(self) -> list[ContainerEvent]:
+        return [e.event for e in self.entries if e.event is not None]
 
 
 @dataclass(slots=True)
@@ -100,6 +109,8 @@ class Ingestor:
         self.max_payload_bytes = max_payload_bytes
         self.retention = retention
         self._dispatch = dispatch
+        #: Called with the events each commit stored for the first time (after the commit).
+        self.event_listeners: list[Callable[[list[ContainerEvent]], None]] = []
         self._batch = _Batch()
         self._outage: _Outage | None = None
         self._rejections = RateLimitedLog(log, period=60.0)
@@ -169,6 +180,8 @@ class Ingestor:
             entry = _Entry(token, decoded.node_id, containers=self._for_history(message, received_at))
         elif isinstance(message, NodeStatus):
             self.state.apply_status(message, received_at)
+        elif isinstance(message, ContainerEvent):
+            entry = _Entry(token, decoded.node_id, event=message)
         batch = self._batch
         if not batch.entries:
             batch.opened = time.monotonic()
@@ -209,14 +222,28 @@ class Ingestor:
             self._store_up()
             self.counters.rows_stored.labels("node_samples").inc(written.nodes)
             self.counters.rows_stored.labels("container_samples").inc(written.containers)
+            self.counters.rows_stored.labels("container_events").inc(len(written.events))
+            new_events = list(written.events)
+        else:
+            new_events = batch.events
         self._batch = _Batch()
+        if new_events:
+            self._tell(new_events)
         return [entry.token for entry in batch.entries if entry.token is not None]
+
+    def _tell(self, events: list[ContainerEvent]) -> None:
+        for listener in self.event_listeners:
+            try:
+                listener(events)
+            except Exception:  # a listener's bug must not stop ingestion
+                self.counters.handler_errors.inc()
+                self._rejections.exception("listener", "an event listener raised; continuing")
 
     def _write(self, batch: _Batch, latest: list[NodeView]) -> Written:
         """The batch in one transaction; if the store refuses it (not the medium), one by one."""
         assert self.store is not None
         try:
-            return self.store.write(batch.nodes, batch.containers, latest)
+            return self.store.write(batch.nodes, batch.containers, latest, batch.events)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -226,12 +253,16 @@ class Ingestor:
         assert self.store is not None
         log.warning("the store refused a batch (%s: %s); writing its messages one by one", type(error).__name__, error)
         nodes = containers = 0
+        events: list[ContainerEvent] = []
         for entry in batch.entries:
-            if entry.node is None and entry.containers is None:
+            if not entry.has_rows:
                 continue
             try:
                 written = self.store.write(
-                    [entry.node] if entry.node else [], [entry.containers] if entry.containers else [], []
+                    [entry.node] if entry.node else [],
+                    [entry.containers] if entry.containers else [],
+                    [],
+                    [entry.event] if entry.event else [],
                 )
             except StoreUnavailable:
                 raise
@@ -241,13 +272,14 @@ class Ingestor:
                 continue
             nodes += written.nodes
             containers += written.containers
+            events.extend(written.events)
         try:
             self.store.write([], [], latest)
         except StoreUnavailable:
             raise
         except Exception:
             log.exception("the store refused the nodes' latest state; it is written with the next batch")
-        return Written(nodes, containers)
+        return Written(nodes, containers, tuple(events))
 
     def _store_down(self, reason: str) -> None:
         now = time.monotonic()

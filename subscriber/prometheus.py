@@ -64,7 +64,7 @@ class SubscriberCounters:
             self.received.labels(kind.name.lower())
         for reason in Reason:
             self.rejected.labels(reason.value)
-        for table in ("node_samples", "container_samples"):
+        for table in ("node_samples", "container_samples", "container_events"):
             self.rows_stored.labels(table)
         for adjustment in ("clock_ahead", "older_than_retention"):
             self.history_adjusted.labels(adjustment)

@@ -7,8 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 
+from common.cli import read_secret_file
 from common.mqtt_settings import MqttSettings
 from subscriber.rollup import Retention, Tier
 
@@ -52,10 +53,38 @@ class SubscriberSettings(MqttSettings):
     queue_max_messages: int = Field(10_000, ge=100, description="QoS 0 messages that may wait for the worker.")
     queue_max_bytes: int = Field(256 * 2**20, ge=2**20, description="Payload bytes that may wait for the worker.")
 
+    alerts: bool = Field(True, description="Evaluate the alert rules (recorded, served, counted; notified if URLs).")
+    alerts_file: Path | None = Field(None, description="TOML file of alert rules over the defaults (docs/alerts.md).")
+    notify_urls: SecretStr | None = Field(
+        None, description="Apprise URLs, separated by spaces or commas (ntfy://, tgram://, json://, mailto://, ...)."
+    )
+    notify_urls_file: Path | None = Field(None, description="File holding OTTO_NOTIFY_URLS (a Docker secret).")
+    public_url: str = Field(
+        "http://localhost:8080", pattern=r"^https?://", description="The dashboard's address, for links in alerts."
+    )
+
     api_host: str = "0.0.0.0"  # noqa: S104  (the API is meant to be reachable; compose publishes it)
     api_port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "INFO"
     log_messages: bool = Field(True, description="Log one line per node message and per container at INFO.")
+
+    @model_validator(mode="after")
+    def _read_notify_urls(self) -> SubscriberSettings:
+        if self.notify_urls is None and self.notify_urls_file is not None:
+            try:
+                self.notify_urls = SecretStr(read_secret_file(self.notify_urls_file))
+            except OSError as exc:
+                raise ValueError(
+                    f"OTTO_NOTIFY_URLS_FILE: cannot read {self.notify_urls_file}: {exc.strerror}"
+                ) from None
+        return self
+
+    @property
+    def notify_url_list(self) -> list[str]:
+        """The notification URLs, in order (none: alerts are recorded and served, not sent)."""
+        text = self.notify_urls.get_secret_value() if self.notify_urls is not None else ""
+        # A comma separates URLs only where the next one begins (scheme://): mailto://...?to=a@x,b@x stays whole.
+        return [url.strip(",") for url in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", text) if url.strip(",")]
 
     @model_validator(mode="after")
     def _check_retention(self) -> SubscriberSettings:

@@ -29,8 +29,15 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from contract.models import AgentStats, ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
-from subscriber import sqlite_tiers
+from contract.models import (
+    AgentStats,
+    ContainerEvent,
+    ContainerMetrics,
+    ContainerMetricsBatch,
+    NodeMetrics,
+    NodeStatus,
+)
+from subscriber import sqlite_events, sqlite_tiers
 from subscriber.rollup import (
     CONTAINER_COUNTERS,
     CONTAINER_DERIVED,
@@ -91,6 +98,8 @@ class Written:
 
     nodes: int
     containers: int
+    #: Events stored by this write that were not stored before, in the order given.
+    events: tuple[ContainerEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +134,18 @@ class HistoryStore(Protocol):
     """What the subscriber needs from a history store; SQLite today, a server database later."""
 
     def write(
-        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+        self,
+        nodes: Sequence[NodeMetrics],
+        batches: Sequence[ContainerMetricsBatch],
+        latest: Sequence[NodeView],
+        events: Sequence[ContainerEvent] = (),
     ) -> Written:
-        """Store samples and the latest views in one transaction."""
+        """Store samples, container events and the latest views in one transaction."""
+
+    def events(
+        self, node_id: str, start: datetime, end: datetime, limit: int, container: str | None = None
+    ) -> list[ContainerEvent]:
+        """A node's container events in ``[start, end)``, newest first."""
 
     def node_series(self, node_id: str, field: str, start: datetime, end: datetime, limit: int) -> Series: ...
 
@@ -229,6 +247,7 @@ class SqliteHistoryStore:
                         kind = "TEXT" if column in CONTAINER_TEXT_FIELDS else "REAL" if table == "latest" else "NUMERIC"
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             sqlite_tiers.migrate(db)
+            sqlite_events.migrate(db)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._writer)
@@ -236,15 +255,28 @@ class SqliteHistoryStore:
     # -- writing ----------------------------------------------------------------------------------
 
     def write(
-        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+        self,
+        nodes: Sequence[NodeMetrics],
+        batches: Sequence[ContainerMetricsBatch],
+        latest: Sequence[NodeView],
+        events: Sequence[ContainerEvent] = (),
     ) -> Written:
         try:
-            return self._write(nodes, batches, latest)
+            return self._write(nodes, batches, latest, events)
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    def events(
+        self, node_id: str, start: datetime, end: datetime, limit: int, container: str | None = None
+    ) -> list[ContainerEvent]:
+        return sqlite_events.read(self._reader(), node_id, start, end, limit, container)
+
     def _write(
-        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+        self,
+        nodes: Sequence[NodeMetrics],
+        batches: Sequence[ContainerMetricsBatch],
+        latest: Sequence[NodeView],
+        events: Sequence[ContainerEvent] = (),
     ) -> Written:
         with self._transaction() as db:
             node_rows = [(*_node_row(m), *self._node_derived(db, m)) for m in nodes]
@@ -265,7 +297,9 @@ class SqliteHistoryStore:
                     *CONTAINER_DERIVED,
                 ]  # fmt: skip
                 db.executemany(_insert("container_samples", columns), container_rows)
-            stored = Written(after_nodes - before, db.total_changes - after_nodes)
+            stored = Written(
+                after_nodes - before, db.total_changes - after_nodes, tuple(sqlite_events.insert(db, events))
+            )
             sqlite_tiers.mark(
                 db,
                 [(m.node_id, to_ms(m.timestamp)) for m in nodes] + [(b.node_id, to_ms(b.timestamp)) for b in batches],
@@ -325,6 +359,9 @@ class SqliteHistoryStore:
             db.execute("DELETE FROM container_samples WHERE ts < ?", (cutoff,))
             db.execute("DELETE FROM latest WHERE last_seen < ?", (cutoff / 1000,))
             pruned = db.total_changes - before
+            # Events are few and what a post-mortem needs: they are kept as long as the longest tier.
+            keep = max([self.retention.raw, *(tier.retention for tier in self.retention.tiers)])
+            pruned += sqlite_events.prune(db, datetime.now(UTC) - keep)
             return pruned + sqlite_tiers.prune(db, self.retention.tiers, to_ms(datetime.now(UTC)))
 
     def maintain(self, now: datetime, budget: float | None = None) -> tuple[int, bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contract import ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
+from contract import ContainerEvent, ContainerMetrics, ContainerMetricsBatch, NodeMetrics, NodeStatus
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
@@ -58,3 +58,12 @@ def status(
 
 def ticks(n: int, start: datetime = T0, every: float = 5.0) -> list[datetime]:
     return [start + timedelta(seconds=every * i) for i in range(n)]
+
+
+def event(action: str, name: str = "web", node_id: str = "node-a", at: datetime = T0, **fields: Any) -> ContainerEvent:
+    values: dict[str, Any] = {
+        "node_id": node_id, "timestamp": at, "action": action, "container_id": f"{name}-0123456789ab",
+        "container_name": name, "image": "nginx:1.27",
+    }  # fmt: skip
+    values.update(fields)
+    return ContainerEvent.model_validate(values, strict=False)
