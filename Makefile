@@ -1,5 +1,5 @@
 # `make test` is the whole suite: it creates .venv, installs the project with its pinned
-# dependencies, then runs ruff, mypy, hadolint, actionlint and pytest.
+# dependencies, then runs ruff, mypy, hadolint, actionlint, promtool (example alerting rules) and pytest.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -30,6 +30,8 @@ endif
 ifneq ($(WORKFLOWS),)
 	$(BIN)/actionlint $(WORKFLOWS)
 endif
+	@command -v promtool >/dev/null || { echo "promtool not found: apt-get install prometheus (Debian)"; exit 1; }
+	promtool check rules prometheus/*.yml
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
