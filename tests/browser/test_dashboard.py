@@ -21,14 +21,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from contract import to_payload
-from contract.topics import container_metrics_topic, node_metrics_topic, status_topic
+from contract.topics import container_metrics_topic, events_topic, node_metrics_topic, status_topic
 from tests.support.agent_process import AgentProcess
 from tests.support.broker import Broker, start_broker
 from tests.support.browser import CHROMIUM, FLAGS, Watch, require_browser, watched
 from tests.support.docker_gate import require_docker
 from tests.support.history import CONTAINERS, seed
 from tests.support.load import LoadContainers, wait_until
-from tests.support.messages import container, container_batch, node_metrics, status
+from tests.support.messages import container, container_batch, event, node_metrics, status
 from tests.support.mqtt import Publisher
 from tests.support.subscriber_process import SubscriberProcess
 
@@ -81,6 +81,8 @@ def publish_hostile(broker: Broker) -> None:
         "pi-hostile", at=now, containers=[container(HOSTILE_NAME, image=HOSTILE_IMAGE, health="unhealthy")]
     ).model_copy(update={"error": HOSTILE_ERROR})
     publisher.publish(container_metrics_topic("pi-hostile"), to_payload(batch))
+    died = event("die", HOSTILE_NAME, "pi-hostile", at=now, image=HOSTILE_IMAGE, exit_code=3)
+    publisher.publish(events_topic("pi-hostile"), to_payload(died))
     publisher.close()
 
 
@@ -267,6 +269,43 @@ def test_strings_from_a_node_are_shown_as_text(visit: Visit, fleet: Fleet) -> No
     expect(page.locator("#containers-error")).to_have_text(f"Containers: {HOSTILE_ERROR}")
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#containers img, #containers script, #containers-error b").count() == 0
+
+
+def test_alerts_and_container_events_are_shown_as_they_happen(visit: Visit, fleet: Fleet) -> None:
+    page = visit.page
+    page.goto(fleet.base + "/")
+    client = docker.from_env(timeout=60)
+    name = f"otto-browser-exit-{int(time.time())}"
+    try:
+        client.containers.run("busybox:1.36", ["sh", "-c", "sleep 1; exit 3"], name=name, detach=True)
+        alert = page.locator("#alerts li", has_text=f"pi-alpha / {name}")  # both agents watch this engine
+        expect(alert).to_be_visible(timeout=15_000)
+        expect(page.locator("#alerts li", has_text=f"pi-beta / {name}")).to_be_visible()
+        expect(alert).to_contain_text("container exited")
+        expect(alert).to_contain_text("exit code 3")
+        expect(alert.locator("a")).to_have_attribute("href", "/nodes/pi-alpha")
+        # The same alert on the node's page, with the events that led to it.
+        page.goto(fleet.base + "/nodes/pi-alpha")
+        expect(page.locator("#alerts li", has_text=name)).to_contain_text("exit code 3")
+        die = page.locator('#events tbody tr[data-action="die"]', has_text=name)
+        expect(die).to_contain_text("exit code 3", timeout=10_000)
+        expect(page.locator('#events tbody tr[data-action="start"]', has_text=name)).to_have_count(1)
+        api = fleet.subscriber.get("/api/alerts")
+        assert any(a["container"] == name and a["rule"] == "container_exited" for a in api)
+    finally:
+        client.containers.get(name).remove(force=True)
+        client.close()
+
+
+def test_a_hostile_container_name_in_alerts_and_events_stays_text(visit: Visit, fleet: Fleet) -> None:
+    page = visit.page
+    page.goto(fleet.base + "/")
+    expect(page.locator("#alerts li", has_text=HOSTILE_NAME)).to_be_visible(timeout=15_000)
+    page.goto(fleet.base + "/nodes/pi-hostile")
+    expect(page.locator("#events tbody tr td", has_text=HOSTILE_NAME).first).to_be_visible(timeout=10_000)
+    expect(page.locator("#alerts li", has_text=HOSTILE_NAME)).to_be_visible()
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("#alerts img, #alerts script, #events img, #events script").count() == 0
 
 
 def test_light_and_dark_follow_the_system_and_screenshots_for_the_docs(browser: Browser, fleet: Fleet) -> None:

@@ -2,6 +2,7 @@
 import {
   ago, celsius, compare, connectionBadge, duration, el, follow, mib, MEMORY_CGROUP_FIX, percent, sortableHeaders,
 } from "./common.js";
+import { followAlerts } from "./alerts.js";
 
 const nodes = new Map(); // node_id -> summary
 const rows = new Map(); // node_id -> <tr>
@@ -127,3 +128,4 @@ sortableHeaders(table.querySelector("thead"), sort, schedule);
 for (const control of [filter, statusFilter, problemsOnly]) control.addEventListener("input", schedule);
 // Relative times ("3 min ago") age without new data.
 setInterval(() => { for (const n of nodes.values()) row(n); schedule(); }, 10_000);
+followAlerts(document.querySelector("#alerts"));

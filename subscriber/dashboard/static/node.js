@@ -3,6 +3,7 @@ import {
   celsius, compare, connectionBadge, duration, el, follow, localTime, mib, MEMORY_CGROUP_FIX, num, percent,
   rate, sortableHeaders,
 } from "./common.js";
+import { followAlerts, followEvents } from "./alerts.js";
 
 const nodeId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
 const api = `/api/nodes/${encodeURIComponent(nodeId)}`;
@@ -280,6 +281,8 @@ function renderContainers() {
 }
 
 function start() {
+  followAlerts(document.querySelector("#alerts"), nodeId);
+  followEvents(document.querySelector("#events"), nodeId);
   follow(`${api}/live`, "node", (data) => {
     const detail = data.changed[0];
     if (!detail) return;
