@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from bench import cycle, dashboard, footprint, ingest, scale, v2host
+from bench import alerts, cycle, dashboard, footprint, ingest, scale, v2host
 from bench.system import machine
 from tests.support.docker_gate import require_docker
 
@@ -34,6 +34,9 @@ FULL = {
     "scale_seconds": 60.0,
     "v2host_containers": 20,
     "v2host_repeats": 3,
+    "alerts_deaths": 10,
+    "alerts_messages": 20_000,
+    "churn_seconds": 60.0,
 }
 QUICK = {
     "cycle_counts": [10, 50],
@@ -46,6 +49,9 @@ QUICK = {
     "scale_seconds": 10.0,
     "v2host_containers": 0,
     "v2host_repeats": 0,
+    "alerts_deaths": 3,
+    "alerts_messages": 4_000,
+    "churn_seconds": 15.0,
 }
 FOOTPRINT_CONTAINERS = 50
 
@@ -75,6 +81,16 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
     print("scale: 1,000 nodes x 20 containers every 5 s ...", file=sys.stderr, flush=True)
     results["scale"] = scale.run(workdir / "scale", 1000, 20, config["scale_seconds"])
     results["dashboard"] = dashboard.run(workdir / "dashboard", quick=config is QUICK)
+    print("alerts: death to notification, ingest with the notifier down, agent CPU under churn ...", file=sys.stderr)
+    try:
+        results["alerts"] = alerts.run(
+            workdir / "alerts",
+            deaths=config["alerts_deaths"],
+            messages=config["alerts_messages"],
+            churn_seconds=config["churn_seconds"],
+        )
+    except Exception as exc:  # reported in its row; the other figures stand
+        results["alerts"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     # Last: the VM takes 1.5 cores while up, so nothing timed runs beside it; it is brought down after.
     if config["v2host_containers"] and v2host.available():
         print("v2 host: booting the VM, the agent's cycle on Engine 26 ...", file=sys.stderr, flush=True)
@@ -155,6 +171,7 @@ def table(results: dict[str, Any]) -> str:
     )
     lines += dashboard.table(results["dashboard"])
     lines += v2host.table(results.get("v2host"))
+    lines += alerts.table(results.get("alerts"))
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bench.fleet import CONTEXT, Plan, collect, receive_raw, start_publishers
-from contract import ContainerMetricsBatch, NodeMetrics
+from contract import ContainerEvent, ContainerMetricsBatch, NodeMetrics
 from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
 from subscriber.prometheus import SubscriberCounters
 from subscriber.state import FleetState, NodeView
@@ -41,9 +41,13 @@ class TimedStore(SqliteHistoryStore):
         self.latencies: list[float] | None = None
 
     def write(
-        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+        self,
+        nodes: Sequence[NodeMetrics],
+        batches: Sequence[ContainerMetricsBatch],
+        latest: Sequence[NodeView],
+        events: Sequence[ContainerEvent] = (),
     ) -> Written:
-        written = super().write(nodes, batches, latest)
+        written = super().write(nodes, batches, latest, events)
         now = time.time()
         self.committed += len(nodes) + len(batches)
         self.last_commit = now

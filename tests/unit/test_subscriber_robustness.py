@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from common.supervision import Supervisor
-from contract import ContainerMetricsBatch, NodeMetrics, to_payload
+from contract import ContainerEvent, ContainerMetricsBatch, NodeMetrics, to_payload
 from contract.topics import container_metrics_topic, node_metrics_topic
 from subscriber.admission import Admission, sample_age
 from subscriber.decoding import Decoded, Reason, Rejected
@@ -81,11 +81,15 @@ class RefusingStore(SqliteHistoryStore):
     """The real SQLite store, refusing the rows of one node as a store can refuse odd data."""
 
     def write(
-        self, nodes: Sequence[NodeMetrics], batches: Sequence[ContainerMetricsBatch], latest: Sequence[NodeView]
+        self,
+        nodes: Sequence[NodeMetrics],
+        batches: Sequence[ContainerMetricsBatch],
+        latest: Sequence[NodeView],
+        events: Sequence[ContainerEvent] = (),
     ) -> Written:
-        if any(m.node_id == "node-odd" for m in nodes):
+        if any(m.node_id == "node-odd" for m in nodes) or any(e.node_id == "node-odd" for e in events):
             raise ValueError("value cannot be stored")
-        return super().write(nodes, batches, latest)
+        return super().write(nodes, batches, latest, events)
 
 
 def test_a_message_the_store_refuses_is_rejected_as_poison_and_the_rest_of_its_batch_stored(tmp_path: Path) -> None:
