@@ -28,6 +28,7 @@ def test_anonymous_and_wrong_passwords_are_refused(broker: Broker) -> None:
     [
         ("node-a", "otto/nodes/node-b/metrics/node"),  # another node's topic
         ("node-a", "otto/nodes/node-b/status"),
+        ("node-a", "otto/nodes/node-b/events"),
         ("node-a", "otto/other"),  # outside otto/nodes/<itself>/
         ("node-a", "otto/nodes"),
         ("node-a", "otto/nodes/node-a/anything"),  # under its prefix, but not a topic an agent publishes
@@ -48,8 +49,9 @@ def test_publishing_outside_ones_own_topic_is_denied(broker: Broker, user: str, 
 def test_a_node_may_publish_its_own_topics_but_read_nobody_elses(broker: Broker) -> None:
     spy = Recorder(broker, topic="otto/#", user="node-b")  # SUBACK is granted; messages never arrive
     control = Recorder(broker)
-    assert publish_once(broker, "node-a", "otto/nodes/node-a/metrics/node", b"{}").value == 0
-    control.wait_for(lambda m: len(m) >= 1)
+    for suffix in ("metrics/node", "metrics/containers", "status", "events"):
+        assert publish_once(broker, "node-a", f"otto/nodes/node-a/{suffix}", b"{}").value == 0, suffix
+    control.wait_for(lambda m: len(m) >= 4)
     time.sleep(0.5)
     assert spy.messages == []
     spy.close()

@@ -13,12 +13,13 @@ from typing import Any
 from hypothesis import strategies as st
 
 from contract import to_payload
-from tests.support.messages import container_batch, node_metrics
+from tests.support.messages import container_batch, event, node_metrics
 
 LIMIT = 16_384
 VALID_DOC: dict[str, Any] = json.loads(to_payload(node_metrics()))
 VALID_TEXT = to_payload(node_metrics()).decode()
 VALID_CONTAINERS: dict[str, Any] = json.loads(to_payload(container_batch()))
+VALID_EVENT: dict[str, Any] = json.loads(to_payload(event("die", exit_code=3)))
 
 #: Timestamps at the edges of what JSON, pydantic and Python's datetime can hold.
 EDGE_TIMES = [
@@ -96,7 +97,22 @@ def edge_documents(draw: st.DrawFn) -> bytes:
     return json.dumps(document).encode()
 
 
+@st.composite
+def edge_events(draw: st.DrawFn) -> bytes:
+    """A valid container event with one field at the edge of its type's range, or a made-up action."""
+    document = dict(VALID_EVENT)
+    key = draw(st.sampled_from(["timestamp", "exit_code", "count", "container_name", "action", "health"]))
+    if key == "timestamp":
+        document[key] = draw(st.sampled_from(EDGE_TIMES))
+    elif key in ("exit_code", "count"):
+        document[key] = draw(st.sampled_from(EDGE_INTS))
+    else:
+        document[key] = draw(edge_strings)
+    return json.dumps(document).encode()
+
+
 payloads = st.one_of(
+    edge_events(),
     edge_documents(),
     st.binary(max_size=400),
     st.integers(0, len(VALID_TEXT) - 1).map(lambda n: VALID_TEXT[:n].encode()),  # truncated
@@ -108,6 +124,7 @@ payloads = st.one_of(
     weird_ids.map(lambda i: json.dumps({**VALID_DOC, "node_id": i}).encode()),  # spoofed / invalid ids
 )
 topics = st.one_of(
+    st.just("otto/nodes/node-a/events"),
     st.just("otto/nodes/node-a/metrics/node"),
     st.just("otto/nodes/node-a/metrics/containers"),
     st.just("otto/nodes/node-a/status"),

@@ -245,3 +245,7 @@ def test_fleet_state_views_work_as_input() -> None:
     state.apply_node_metrics(node_metrics(disk_percent=99.0), received_at=NOW)
     e = engine(disk={"above": 90, "clear_below": 85, "for": "0s"})
     assert kinds(e.evaluate(state.snapshot(), NOW + 1)) == [("firing", "disk", "node-a")]
+
+
+def test_the_example_rules_file_is_the_defaults() -> None:
+    assert load_rules(Path(__file__).parents[2] / "alerts.example.toml") == AlertRules()
