@@ -6,7 +6,7 @@ state, passed to the handlers and added to the open batch. Whatever raises while
 handled makes that message a rejection (``internal_error``, logged with its traceback), so a
 redelivered message can never stop the worker or wedge the subscriber across restarts.
 
-Time: a sample's timestamp is the node's clock, which may be wrong (``FleetState`` says how the
+Time: a sample's (or an event's) timestamp is the node's clock, which may be wrong (``FleetState`` says how the
 live view copes). History keeps the node's timestamp, with two exceptions: a sample stamped more
 than ``max_clock_skew`` ahead of its arrival is stored at its arrival time (nothing legitimately
 arrives from the future, and a row in the future would outlive every retention pass), and a
@@ -40,7 +40,7 @@ from subscriber.store import HistoryStore, StoreUnavailable, Written
 log = logging.getLogger(__name__)
 
 Token = Hashable
-Sample = TypeVar("Sample", NodeMetrics, ContainerMetricsBatch)
+Sample = TypeVar("Sample", NodeMetrics, ContainerMetricsBatch, ContainerEvent)
 
 #: Waits between attempts to write to an unavailable store: the first, and the longest.
 RETRY_FIRST = 0.5
@@ -181,7 +181,7 @@ class Ingestor:
         elif isinstance(message, NodeStatus):
             self.state.apply_status(message, received_at)
         elif isinstance(message, ContainerEvent):
-            entry = _Entry(token, decoded.node_id, event=message)
+            entry = _Entry(token, decoded.node_id, event=self._for_history(message, received_at))
         batch = self._batch
         if not batch.entries:
             batch.opened = time.monotonic()

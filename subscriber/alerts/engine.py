@@ -279,7 +279,10 @@ class AlertEngine:
             rule, node, name = key
             container = self._containers.get((node, name))
             if rule == "restart_loop":
-                if container is None or self._deaths(container, now) == 0:
+                # Restored after a restart, the deaths counted before it are gone: quiet since the start.
+                quiet_since_start = now - self.started_at >= self.rules.restart_loop.within.total_seconds()
+                deaths = self._deaths(container, now) if container is not None else 0
+                if deaths == 0 and quiet_since_start:
                     out += self._resolve(key, now)
                 continue
             stable = (self.rules.container_exited if rule == "container_exited" else self.rules.oom_killed).stable_after

@@ -70,6 +70,10 @@ def subscriber_for(broker: Broker, workdir: Path, urls: list[str], **settings: s
     )
 
 
+#: The alert (its title's words) each container role must raise, once, and resolve, once.
+EXPECTED = (("container exited", "exit3"), ("OOM-killed", "oom"), ("unhealthy", "sick"), ("restart loop", "loop"))
+
+
 def firing(got: list[Received], rule_title: str, name: str) -> list[Received]:
     return [r for r in got if "FIRING" in r.title and rule_title in r.title and name in r.title]
 
@@ -105,15 +109,7 @@ def test_container_alerts_reach_a_webhook_and_an_inbox_once_each_and_resolve(
         stopped.stop(timeout=1)  # SIGTERM ignored by sleep as PID 1, then SIGKILL: exit 137, asked for
 
         for receiver in (hook, mail):
-            receiver.wait_for(
-                lambda got: bool(
-                    firing(got, "container exited", containers["exit3"])
-                    and firing(got, "OOM-killed", containers["oom"])
-                    and firing(got, "unhealthy", containers["sick"])
-                    and firing(got, "restart loop", containers["loop"])
-                ),
-                timeout=60,
-            )
+            receiver.wait_for(lambda got: all(firing(got, rule, containers[role]) for rule, role in EXPECTED), 60)
 
         exited = firing(hook.received, "container exited", containers["exit3"])[0]
         assert exited.kind == "failure"
@@ -129,24 +125,11 @@ def test_container_alerts_reach_a_webhook_and_an_inbox_once_each_and_resolve(
         docker_client.containers.get(containers["sick"]).exec_run(["touch", "/ok"])
         docker_client.containers.get(containers["loop"]).remove(force=True)
         for receiver in (hook, mail):
-            receiver.wait_for(
-                lambda got: bool(
-                    resolved(got, "container exited", containers["exit3"])
-                    and resolved(got, "OOM-killed", containers["oom"])
-                    and resolved(got, "unhealthy", containers["sick"])
-                    and resolved(got, "restart loop", containers["loop"])
-                ),
-                timeout=60,
-            )
+            receiver.wait_for(lambda got: all(resolved(got, rule, containers[role]) for rule, role in EXPECTED), 60)
         time.sleep(3)  # anything sent twice would have arrived by now
         for receiver in (hook, mail):
             got = receiver.received
-            for rule, role in (
-                ("container exited", "exit3"),
-                ("OOM-killed", "oom"),
-                ("unhealthy", "sick"),
-                ("restart loop", "loop"),
-            ):
+            for rule, role in EXPECTED:
                 assert len(firing(got, rule, containers[role])) == 1, (rule, receiver.titles())
                 assert len(resolved(got, rule, containers[role])) == 1, (rule, receiver.titles())
             assert not any(containers["stopped"] in r.title for r in got)  # stopped by the user: no alert

@@ -186,3 +186,14 @@ def test_a_notification_says_what_to_act_on_and_keeps_node_strings_on_their_line
     )
     assert "Resolved: 2026-11-27 10:02:05 UTC, after 2 min 5 s" in resolved.body
     assert resolved.notify_type == "success"
+
+
+def test_an_event_stamped_in_the_future_is_stored_at_its_arrival(tmp_path: Path) -> None:
+    store = SqliteHistoryStore(tmp_path / "h.db")
+    ingestor = Ingestor(FleetState(3.0), store, SubscriberCounters(CollectorRegistry()), lambda _d: None)
+    future = event("die", exit_code=3, at=T0 + timedelta(days=3650))
+    ingestor.handle(events_topic("node-a"), to_payload(future), T0.timestamp(), token=1)
+    assert ingestor.flush() == [1]
+    [stored] = store.events("node-a", T0 - timedelta(1), T0 + timedelta(1), 10)
+    assert stored.timestamp == T0
+    assert stored.exit_code == 3

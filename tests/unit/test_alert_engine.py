@@ -249,3 +249,14 @@ def test_fleet_state_views_work_as_input() -> None:
 
 def test_the_example_rules_file_is_the_defaults() -> None:
     assert load_rules(Path(__file__).parents[2] / "alerts.example.toml") == AlertRules()
+
+
+def test_a_restored_restart_loop_is_not_resolved_before_its_window_has_passed_quietly() -> None:
+    e = engine(restart_loop={"restarts": 3, "within": "5m"}, container_exited={"enabled": False})
+    e.on_event(event("die", exit_code=1, count=3), NOW)
+    restarted = AlertEngine(e.rules, started_at=NOW + 10)  # the deaths it counted are gone
+    restarted.restore(list(e.active.values()))
+    assert restarted.evaluate([], NOW + 11) == []
+    assert restarted.on_event(event("die", exit_code=1), NOW + 100) == []  # still looping: no new firing
+    assert restarted.evaluate([], NOW + 320) == []  # that death was 220 s ago
+    assert kinds(restarted.evaluate([], NOW + 401)) == [("resolved", "restart_loop", "web")]
