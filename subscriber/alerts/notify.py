@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from common.cli import RateLimitedLog
 from subscriber.alerts.message import Notification
@@ -44,7 +45,8 @@ class AppriseSender:
                 raise ValueError(f"entry {number} is not a URL Apprise supports (see its list of services)")
             self._targets.append(target)
         self.timeout = timeout
-        self.descriptions = [str(target[0].url(privacy=True)) for target in self._targets]  # type: ignore[no-untyped-call]
+        #: What logs may say of each URL: its number, scheme and (masked) host, never a token or topic.
+        self.descriptions = [_describe(n, str(t[0].url(privacy=True))) for n, t in enumerate(self._targets, 1)]  # type: ignore[no-untyped-call]
 
     def __len__(self) -> int:
         return len(self._targets)
@@ -61,6 +63,15 @@ class AppriseSender:
             return None
         messages = [entry.message for entry in result.logs() if getattr(entry, "message", None)]
         return (messages[-1] if messages else f"Apprise reported {result.status}")[:300]
+
+
+def _describe(number: int, masked_url: str) -> str:
+    parts = urlsplit(masked_url)
+    try:
+        host = parts.hostname or ""
+    except ValueError:
+        host = ""
+    return f"#{number} {parts.scheme}://{host}"
 
 
 class _Lane:

@@ -197,3 +197,14 @@ def test_an_event_stamped_in_the_future_is_stored_at_its_arrival(tmp_path: Path)
     [stored] = store.events("node-a", T0 - timedelta(1), T0 + timedelta(1), 10)
     assert stored.timestamp == T0
     assert stored.exit_code == 3
+
+
+def test_logs_name_a_url_by_number_scheme_and_host_never_its_secrets() -> None:
+    sender = AppriseSender(
+        ["ntfy://ntfy.sh/my-secret-topic", "tgram://123456:ABCDEFsecret/987", "mailtos://me:pw@smtp.example.com"]
+    )
+    assert sender.descriptions[0] == "#1 ntfy://ntfy.sh"
+    assert sender.descriptions[2] == "#3 mailtos://smtp.example.com"
+    joined = " ".join(sender.descriptions)
+    for secret in ("my-secret-topic", "ABCDEFsecret", "pw@"):
+        assert secret not in joined
