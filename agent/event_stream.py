@@ -5,12 +5,14 @@ the stream: a reader blocks on the daemon's stream and queues what it parses; a 
 interprets, coalesces (agent.docker_events) and hands messages to the MQTT outbox, and sends held
 messages when their window ends. When the stream breaks (the daemon restarted or is away), the
 reader reconnects with backoff (1 s doubling to 30 s) and asks for the events since the last one
-it saw: the daemon replays those it still holds (its last 256). Because a restarted daemon holds
+it received: the daemon replays those it still holds (its last 256), recognised when already
+received by container, action and time (not by time order: a Pi's clock may step back). Because a restarted daemon holds
 none from before, a ``gap`` event says how long the stream was away, once it is back.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -31,6 +33,8 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
 #: Events waiting for the dispatcher at most; beyond, the oldest are dropped (and counted).
 MAX_QUEUED = 10_000
+#: Events remembered to drop a reconnect's replay of them (the daemon replays at most its last 256).
+SEEN = 1024
 
 StreamFactory = Callable[[int | None], tuple[Any, Any]]
 _IDLE = object()  # the dispatcher's wait ended with nothing queued
@@ -66,6 +70,7 @@ class EventStream:
         self._stop = threading.Event()
         self._stream: Any = None
         self._last_ns = 0
+        self._seen: collections.OrderedDict[tuple[str, str, int], None] = collections.OrderedDict()
         self._warn = RateLimitedLog(log, period=300.0)
         self.reader = threading.Thread(target=self._read_forever, name="otto-events-reader", daemon=True)
         self.dispatcher = threading.Thread(target=self._dispatch_forever, name="otto-events", daemon=True)
@@ -119,13 +124,16 @@ class EventStream:
         try:
             for raw in self._stream:
                 event = parse(raw)
-                if event is None:
-                    if not (isinstance(raw, dict) and raw.get("Type") == "container"):
-                        self.problems.count("event_unparsed", f"{str(raw)[:120]}")
+                if event is None:  # the daemon's filter sends only what we follow: this one is malformed
+                    self.problems.count("event_unparsed", repr(raw)[:120])
                     continue
-                if event.time_ns <= self._last_ns:  # replayed after a reconnect, already seen
+                key = (event.container_id, event.action, event.time_ns)
+                if key in self._seen:  # replayed after a reconnect, already seen
                     continue
-                self._last_ns = event.time_ns
+                self._seen[key] = None
+                if len(self._seen) > SEEN:
+                    self._seen.popitem(last=False)
+                self._last_ns = event.time_ns  # the last received, not the latest: clocks step back
                 self._put(event)
             return "the daemon closed it"
         except Exception as exc:

@@ -14,6 +14,10 @@ from pydantic import ValidationError
 
 from contract.models import ContainerEvent
 
+#: Events kept per node at most (the newest): a node sending events without end (a bug, or hostile
+#: within its rate limit) cannot fill the disk over the months events are kept.
+MAX_PER_NODE = 10_000
+
 
 def to_us(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000)
@@ -71,4 +75,15 @@ def read(
 
 
 def prune(db: sqlite3.Connection, older_than: datetime) -> int:
-    return db.execute("DELETE FROM container_events WHERE ts < ?", (to_us(older_than),)).rowcount
+    """Delete events older than ``older_than``, and each node's beyond its newest MAX_PER_NODE."""
+    removed = db.execute("DELETE FROM container_events WHERE ts < ?", (to_us(older_than),)).rowcount
+    crowded = db.execute(
+        "SELECT node_id FROM container_events GROUP BY node_id HAVING count(*) > ?", (MAX_PER_NODE,)
+    ).fetchall()
+    for (node_id,) in crowded:
+        (cutoff,) = db.execute(
+            "SELECT ts FROM container_events WHERE node_id = ? ORDER BY ts DESC LIMIT 1 OFFSET ?",
+            (node_id, MAX_PER_NODE - 1),
+        ).fetchone()
+        removed += db.execute("DELETE FROM container_events WHERE node_id = ? AND ts < ?", (node_id, cutoff)).rowcount
+    return removed

@@ -3,7 +3,9 @@ lanes against a real local HTTP receiver (Apprise's JSON webhook)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from contract import ContainerEvent, to_payload
 from contract.topics import events_topic
+from subscriber import sqlite_events
 from subscriber.alerts.engine import Alert, AlertEngine, Transition
 from subscriber.alerts.message import Notification, compose
 from subscriber.alerts.notify import AppriseSender, Notifier
@@ -26,6 +29,17 @@ from tests.support.broker import free_port
 from tests.support.load import wait_until
 from tests.support.messages import T0, event
 from tests.support.receivers import WebhookReceiver
+
+
+@contextlib.contextmanager
+def mock_limit(limit: int) -> Iterator[None]:
+    """A smaller per-node cap, so the test writes 60 events rather than 10,060."""
+    saved = sqlite_events.MAX_PER_NODE
+    sqlite_events.MAX_PER_NODE = limit
+    try:
+        yield
+    finally:
+        sqlite_events.MAX_PER_NODE = saved
 
 
 def notification(alert_id: int, kind: str = "firing") -> Notification:
@@ -208,3 +222,14 @@ def test_logs_name_a_url_by_number_scheme_and_host_never_its_secrets() -> None:
     joined = " ".join(sender.descriptions)
     for secret in ("my-secret-topic", "ABCDEFsecret", "pw@"):
         assert secret not in joined
+
+
+def test_a_node_flooding_events_keeps_only_its_newest_at_each_prune(tmp_path: Path) -> None:
+    store = SqliteHistoryStore(tmp_path / "h.db")
+    flood = [event("die", name=f"c{i}", at=T0 + timedelta(seconds=i), exit_code=1) for i in range(60)]
+    store.write([], [], [], [*flood, event("start", node_id="node-b", at=T0)])
+    with mock_limit(50):
+        store.prune(T0 - timedelta(days=1))
+    kept = store.events("node-a", T0 - timedelta(1), T0 + timedelta(1), 1000)
+    assert [e.container_name for e in kept] == [f"c{i}" for i in reversed(range(10, 60))]  # the newest 50
+    assert len(store.events("node-b", T0 - timedelta(1), T0 + timedelta(1), 1000)) == 1
