@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -11,6 +13,7 @@ import psutil
 from agent import procfs, sysfs
 from agent.files import read_optional, read_text
 from agent.problems import Problems
+from common.counters import counter_rate
 from contract.units import GIB, MIB
 
 
@@ -40,6 +43,8 @@ class HostFields(TypedDict, total=False):
     disk_total_gb: float
     network_bytes_sent: int
     network_bytes_recv: int
+    network_sent_rate: float | None
+    network_recv_rate: float | None
     temperature_c: float | None
     under_voltage: bool | None
     memory_cgroup_enabled: bool | None
@@ -76,23 +81,31 @@ class HostPaths:
 class HostCollector:
     """Reads node-level figures; CPU % averages the whole interval since the previous call."""
 
-    def __init__(self, paths: HostPaths, problems: Problems | None = None) -> None:
+    def __init__(
+        self, paths: HostPaths, problems: Problems | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.paths = paths
+        self._clock = clock
         self.problems = problems if problems is not None else Problems()
         psutil.PROCFS_PATH = str(paths.proc)
         self._cpu_total = psutil.cpu_times()
         self._cpu_cores = psutil.cpu_times(percpu=True)
         self._memory_cgroup = sysfs.memory_cgroup_enabled(paths.sys, paths.proc)
         self._sensors = sysfs.Sensors.find(paths.sys)
+        self._network_before: tuple[float, int, int] | None = None  # (monotonic, sent, received)
 
     @property
     def memory_cgroup_enabled(self) -> bool | None:
         return self._memory_cgroup
 
     def prime(self) -> None:
-        """Start a new CPU averaging interval now."""
+        """Start a new CPU averaging interval, and network rate interval, now."""
         self._cpu_total = psutil.cpu_times()
         self._cpu_cores = psutil.cpu_times(percpu=True)
+        try:
+            self._network()
+        except Exception:  # noqa: BLE001  (counted when collect() reads it)
+            self._network_before = None
 
     def collect(self) -> HostFields:
         """Node figures as NodeMetrics fields (without node_id, timestamp and agent).
@@ -150,7 +163,15 @@ class HostCollector:
     def _network(self) -> HostFields:
         text = read_text(self.paths.net_dev)
         sent, recv = procfs.network_totals(text, self._physical)
-        return {"network_bytes_sent": sent, "network_bytes_recv": recv}
+        now = self._clock()
+        before, self._network_before = self._network_before, (now, sent, recv)
+        seconds = now - before[0] if before else 0.0
+        return {
+            "network_bytes_sent": sent,
+            "network_bytes_recv": recv,
+            "network_sent_rate": counter_rate(before[1] if before else None, sent, seconds),
+            "network_recv_rate": counter_rate(before[2] if before else None, recv, seconds),
+        }
 
     def _physical(self, interface: str) -> bool:
         """Counted in the node's totals: a device behind it, by sysfs; by name where sysfs cannot say."""

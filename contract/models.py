@@ -122,6 +122,14 @@ class NodeMetrics(NodeMessage):
         "null if the counters cannot be read.",
     )
     network_bytes_recv: Counter | None = Field(None, description="Bytes received since boot over the same, bytes.")
+    network_sent_rate: NonNegative | None = Field(
+        None,
+        description="Bytes sent per second over the same interfaces since the agent's previous reading, B/s; "
+        "null on the first reading.",
+    )
+    network_recv_rate: NonNegative | None = Field(
+        None, description="Bytes received per second over the same, B/s; null on the first reading."
+    )
 
     temperature_c: float | None = Field(
         None, ge=-273.15, le=1000.0, description="SoC temperature, degrees Celsius; null if no sensor."

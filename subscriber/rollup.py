@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
+from common.counters import counter_rate
+
 #: Points per series a chart asks for at most (a wide screen has about as many pixels).
 MAX_POINTS = 1500
 #: A rate is not derived across a silence longer than this; the chart shows the gap instead.
@@ -114,18 +116,11 @@ class Previous:
 
 
 def rates(previous: Previous | None, ts_ms: int, counters: tuple[int | None, ...]) -> list[float | None]:
-    """Bytes per second of each counter since ``previous`` (None where there is no rate).
-
-    A smaller value means the counter restarted from zero (a container restarted, a host
-    rebooted), so the bytes since then are the value itself, as Prometheus' rate() assumes.
-    """
+    """Bytes per second of each counter since ``previous`` (None where there is no rate; see counter_rate)."""
     seconds = (ts_ms - previous.ts_ms) / 1000 if previous is not None else 0.0
     if previous is None or not 0 < seconds <= MAX_RATE_GAP_SECONDS:
         return [None] * len(counters)
-    return [
-        None if value is None or before is None else (value - before if value >= before else value) / seconds
-        for value, before in zip(counters, previous.counters, strict=True)
-    ]
+    return [counter_rate(before, value, seconds) for value, before in zip(counters, previous.counters, strict=True)]
 
 
 def cycles_lost(previous: Previous | None, ts_ms: int, cycle: int, interval: float) -> int:

@@ -142,6 +142,27 @@ def test_under_voltage_clear_and_thermal_zone_choice(tmp_path: Path) -> None:
     assert sysfs.Sensors.find(root / "sys").temperature_c() == 51.121
 
 
+def test_network_rates_between_readings_and_after_a_counter_reset(tmp_path: Path) -> None:
+    root = host_copy(PI, tmp_path)
+    net_dev = root / "proc" / "1" / "net" / "dev"
+    now = [100.0]
+    collector = HostCollector(HostPaths(root), clock=lambda: now[0])
+    first = collector.collect()
+    assert first["network_sent_rate"] is None and first["network_recv_rate"] is None  # nothing to compare yet
+
+    text = net_dev.read_text()
+    net_dev.write_text(text.replace("1234567890", "1234587890").replace("98765432", "98770432"))  # eth0 +20,000/+5,000
+    now[0] = 104.0
+    second = collector.collect()
+    assert second["network_recv_rate"] == 20_000 / 4 and second["network_sent_rate"] == 5_000 / 4
+
+    net_dev.write_text(text.replace("1234567890", "0").replace("98765432", "800"))  # rebooted host: counters restart
+    now[0] = 106.0
+    third = collector.collect()
+    assert third["network_recv_rate"] == (third["network_bytes_recv"] or 0) / 2
+    assert third["network_sent_rate"] == (third["network_bytes_sent"] or 0) / 2
+
+
 def test_memory_cgroup_v2_enabled_and_v1_table(tmp_path: Path) -> None:
     root = host_copy(PI, tmp_path)
     (root / "sys/fs/cgroup/cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma misc\n")
