@@ -104,7 +104,7 @@ class HostCollector:
         self._cpu_cores = psutil.cpu_times(percpu=True)
         try:
             self._network()
-        except Exception:  # noqa: BLE001  (counted when collect() reads it)
+        except Exception:
             self._network_before = None
 
     def collect(self) -> HostFields:

@@ -75,7 +75,9 @@ def _columns(model: type[BaseModel], kinds: tuple[type, ...], skip: set[str]) ->
 
 
 NUMERIC = (int, float, bool)
-NODE_FIELDS = _columns(NodeMetrics, NUMERIC, {"schema_version"})
+# History derives the network rates from the counters itself (every agent version, across lost
+# messages): the agent's own rate fields, for consumers of single messages, are not stored twice.
+NODE_FIELDS = _columns(NodeMetrics, NUMERIC, {"schema_version", "network_sent_rate", "network_recv_rate"})
 AGENT_FIELDS = _columns(AgentStats, NUMERIC, set())
 #: Queryable node history fields (the agent's own figures are prefixed ``agent_``).
 NODE_SERIES_FIELDS = NODE_FIELDS + [f"agent_{name}" for name in AGENT_FIELDS]

@@ -148,13 +148,15 @@ def test_network_rates_between_readings_and_after_a_counter_reset(tmp_path: Path
     now = [100.0]
     collector = HostCollector(HostPaths(root), clock=lambda: now[0])
     first = collector.collect()
-    assert first["network_sent_rate"] is None and first["network_recv_rate"] is None  # nothing to compare yet
+    assert first["network_sent_rate"] is None
+    assert first["network_recv_rate"] is None
 
     text = net_dev.read_text()
     net_dev.write_text(text.replace("1234567890", "1234587890").replace("98765432", "98770432"))  # eth0 +20,000/+5,000
     now[0] = 104.0
     second = collector.collect()
-    assert second["network_recv_rate"] == 20_000 / 4 and second["network_sent_rate"] == 5_000 / 4
+    assert second["network_recv_rate"] == 20_000 / 4
+    assert second["network_sent_rate"] == 5_000 / 4
 
     net_dev.write_text(text.replace("1234567890", "0").replace("98765432", "800"))  # rebooted host: counters restart
     now[0] = 106.0
