@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from common import __version__
 from common.cli import fail_config, load_settings_or_exit, setup_logging
+from common.mqtt_client import MqttConfig
 from common.supervision import EXIT_THREAD_DIED, Supervisor
 from subscriber.alerts.api import alerts_router, events_router
 from subscriber.alerts.engine import AlertEngine
@@ -24,6 +25,9 @@ from subscriber.alerts.service import AlertCounters, AlertService
 from subscriber.alerts.store import SqliteAlertStore
 from subscriber.api import Liveness, create_app
 from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
+from subscriber.homeassistant.discovery import Discovery
+from subscriber.homeassistant.reconcile import Reconciler
+from subscriber.homeassistant.service import DiscoveryCounters, HomeAssistantDiscovery
 from subscriber.prometheus import FleetCollector, SubscriberCounters
 from subscriber.settings import SubscriberSettings
 from subscriber.state import FleetState
@@ -77,6 +81,41 @@ def build_alerts(settings: SubscriberSettings, state: FleetState, registry: Coll
     return AlertService(engine, store, notifier, state, counters, public_url=settings.public_url)
 
 
+def build_homeassistant(
+    settings: SubscriberSettings, state: FleetState, registry: CollectorRegistry
+) -> HomeAssistantDiscovery | None:
+    """Home Assistant discovery as the settings ask (None with OTTO_HA_DISCOVERY=off)."""
+    if settings.ha_discovery == "off":
+        return None
+    discovery = Discovery(
+        prefix=settings.ha_prefix,
+        layout=settings.ha_discovery,
+        containers=settings.ha_containers,
+        public_url=settings.public_url,
+        stale_after=settings.stale_after,
+        version=__version__,
+    )
+    reconciler = Reconciler(
+        discovery,
+        container_expire=settings.ha_container_expire.total_seconds(),
+        node_expire=settings.ha_node_expire.total_seconds(),
+    )
+    config = MqttConfig(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password_value,
+        client_id=f"{settings.mqtt_client_id}-homeassistant",
+    )
+    log.info(
+        "home assistant: %s discovery under %s/, containers %s",
+        settings.ha_discovery,
+        settings.ha_prefix,
+        settings.ha_containers,
+    )
+    return HomeAssistantDiscovery(config, reconciler, state, DiscoveryCounters(registry))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parse_args(argv)
     settings = load_settings_or_exit(SubscriberSettings, PROGRAM)
@@ -116,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     alerts = build_alerts(settings, state, registry)
+    homeassistant = build_homeassistant(settings, state, registry)
     if alerts is not None:
         subscriber.ingestor.event_listeners.append(alerts.submit)
     app = create_app(
@@ -163,10 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         died.append(role)
         server.should_exit = True
 
-    threads = {**subscriber.threads, **({"alerts": alerts.thread} if alerts else {})}
+    threads = {
+        **subscriber.threads,
+        **({"alerts": alerts.thread} if alerts else {}),
+        **(homeassistant.threads if homeassistant else {}),
+    }
     supervisor = Supervisor(threads, on_death)
     if alerts is not None:
         alerts.start()
+    if homeassistant is not None:
+        homeassistant.start()
     subscriber.start()
     supervisor.start()
     try:
@@ -174,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         supervisor.stop()
         subscriber.stop()
+        if homeassistant is not None:
+            homeassistant.stop()
         if alerts is not None:
             alerts.stop()
             alerts.store.close()

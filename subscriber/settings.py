@@ -63,6 +63,25 @@ class SubscriberSettings(MqttSettings):
         "http://localhost:8080", pattern=r"^https?://", description="The dashboard's address, for links in alerts."
     )
 
+    ha_discovery: Literal["device", "entity", "off"] = Field(
+        "device",
+        description="Home Assistant MQTT discovery: device (one config per node, Home Assistant 2024.12+), "
+        "entity (one config per entity: older releases, openHAB) or off.",
+    )
+    ha_prefix: str = Field(
+        "homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$", description="Discovery topic prefix."
+    )
+    ha_containers: Literal["off", "components", "devices"] = Field(
+        "off",
+        description="Containers in Home Assistant: off, components of their node's device, or devices of their own.",
+    )
+    ha_container_expire: Duration = Field(
+        timedelta(days=1), description="A container missing from its node's batches this long leaves Home Assistant."
+    )
+    ha_node_expire: Duration = Field(
+        timedelta(days=7), description="A node silent this long (or forgotten by retention) leaves Home Assistant."
+    )
+
     api_host: str = "0.0.0.0"  # noqa: S104  (the API is meant to be reachable; compose publishes it)
     api_port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "INFO"
@@ -88,7 +107,14 @@ class SubscriberSettings(MqttSettings):
 
     @model_validator(mode="after")
     def _check_retention(self) -> SubscriberSettings:
-        for name in ("retention", "retention_1m", "retention_15m", "retention_2h"):
+        for name in (
+            "retention",
+            "retention_1m",
+            "retention_15m",
+            "retention_2h",
+            "ha_container_expire",
+            "ha_node_expire",
+        ):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"OTTO_{name.upper()}: must be positive")
         return self
