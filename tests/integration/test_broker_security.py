@@ -66,3 +66,24 @@ def test_added_node_works_at_once_after_reload(broker: Broker) -> None:
     control.wait_for(lambda m: [x.topic for x in m] == ["otto/nodes/pi-new/status"])
     assert len(password) == 40
     control.close()
+
+
+def test_home_assistant_reads_the_fleet_and_writes_only_its_status(broker: Broker) -> None:
+    password = broker.add_homeassistant()
+    assert len(password) == 40
+    home_assistant = Recorder(broker, topic="#", user="homeassistant")
+    assert publish_once(broker, "controlplane", "homeassistant/device/otto_node-a/config", b"{}").value == 0
+    assert publish_once(broker, "node-a", "otto/nodes/node-a/status", b"{}").value == 0
+    assert publish_once(broker, "homeassistant", "homeassistant/status", b"online").value == 0
+    home_assistant.wait_for(
+        lambda m: (
+            {x.topic for x in m}
+            >= {"homeassistant/device/otto_node-a/config", "otto/nodes/node-a/status", "homeassistant/status"}
+        )
+    )
+    for topic in ("homeassistant/device/otto_node-a/config", "otto/nodes/node-a/status", "homeassistant"):
+        assert publish_once(broker, "homeassistant", topic, b"{}").value == NOT_AUTHORIZED, topic
+    # The control plane writes the discovery prefix, and nothing else outside its reading.
+    assert publish_once(broker, "controlplane", "homeassistantx/device/a/config", b"{}").value == NOT_AUTHORIZED
+    assert publish_once(broker, "controlplane", "otto/nodes/node-a/status", b"{}").value == NOT_AUTHORIZED
+    home_assistant.close()

@@ -68,6 +68,14 @@ class Broker(BrokerAddress):
         time.sleep(0.5)  # SIGHUP reload is asynchronous
         return password
 
+    def add_homeassistant(self) -> str:
+        """Create Home Assistant's credential inside the running broker (it reloads); return the password."""
+        output = self.exec("otto-auth", "add-homeassistant")
+        password = next(line.split()[-1] for line in output.splitlines() if line.startswith("Password:"))
+        self.passwords["homeassistant"] = password
+        time.sleep(0.5)  # SIGHUP reload is asynchronous
+        return password
+
     def exec(self, *command: str) -> str:
         wrapped = self.container.get_wrapped_container()
         code, output = wrapped.exec_run(list(command), user=MOSQUITTO_UID)  # stream=False: one bytes value
