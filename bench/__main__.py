@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from bench import alerts, cycle, dashboard, footprint, ingest, scale, v2host
+from bench import alerts, cycle, dashboard, footprint, homeassistant, ingest, scale, v2host
 from bench.system import machine
 from tests.support.docker_gate import require_docker
 
@@ -37,6 +37,7 @@ FULL = {
     "alerts_deaths": 10,
     "alerts_messages": 20_000,
     "churn_seconds": 60.0,
+    "homeassistant_seconds": 60.0,
 }
 QUICK = {
     "cycle_counts": [10, 50],
@@ -52,6 +53,7 @@ QUICK = {
     "alerts_deaths": 3,
     "alerts_messages": 4_000,
     "churn_seconds": 15.0,
+    "homeassistant_seconds": 10.0,
 }
 FOOTPRINT_CONTAINERS = 50
 
@@ -91,6 +93,11 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
         )
     except Exception as exc:  # reported in its row; the other figures stand
         results["alerts"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    print("home assistant: the scale fleet with discovery of every container, and off ...", file=sys.stderr)
+    try:
+        results["homeassistant"] = homeassistant.run(workdir / "homeassistant", config["homeassistant_seconds"])
+    except Exception as exc:  # reported in its row; the other figures stand
+        results["homeassistant"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     # Last: the VM takes 1.5 cores while up, so nothing timed runs beside it; it is brought down after.
     if config["v2host_containers"] and v2host.available():
         print("v2 host: booting the VM, the agent's cycle on Engine 26 ...", file=sys.stderr, flush=True)
@@ -172,6 +179,7 @@ def table(results: dict[str, Any]) -> str:
     lines += dashboard.table(results["dashboard"])
     lines += v2host.table(results.get("v2host"))
     lines += alerts.table(results.get("alerts"))
+    lines += homeassistant.table(results.get("homeassistant"))
     return "\n".join(lines)
 
 

@@ -19,10 +19,17 @@ from tests.support.subscriber_process import SubscriberProcess
 
 
 def run(
-    workdir: Path, nodes: int, containers: int, seconds: float, interval: float = 5.0, publishers: int = 2
+    workdir: Path,
+    nodes: int,
+    containers: int,
+    seconds: float,
+    interval: float = 5.0,
+    publishers: int = 2,
+    **settings: str,
 ) -> dict[str, Any]:
+    """The run's figures; ``settings`` are more OTTO_* settings of the subscriber (``ha_containers=...``)."""
     with start_broker(workdir / "broker", nodes=[], wildcard_publisher="bench") as broker:
-        subscriber = SubscriberProcess(broker, workdir, log_level="WARNING").start()
+        subscriber = SubscriberProcess(broker, workdir, log_level="WARNING", **settings).start()
         assert subscriber.process is not None
         pid = subscriber.process.pid
         try:
@@ -92,6 +99,8 @@ def run(
                 "rollup_buckets": subscriber.metric("otto_subscriber_rollup_buckets_total") or 0,
                 "rollup_seconds": rollup_seconds,
                 "rollup_share_percent": rollup_seconds / rollup_cpu_base * 100 if rollup_cpu_base else 0.0,
+                "ha_configs": subscriber.metric("otto_homeassistant_configs") or 0,
+                "ha_published": subscriber.metric("otto_homeassistant_configs_published_total", action="config") or 0,
             }
         finally:
             assert subscriber.stop() == 0
