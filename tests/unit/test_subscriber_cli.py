@@ -26,6 +26,10 @@ def run_subscriber(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("OTTO_LOG_LEVEL", "chatty", "OTTO_LOG_LEVEL: Input should be"),
         ("OTTO_MQTT_PASSWORD_FILE", "/nonexistent", "OTTO_MQTT_PASSWORD_FILE: cannot read /nonexistent"),
         ("OTTO_DB_PATH", "/proc/otto/history.db", "OTTO_DB_PATH: cannot open /proc/otto/history.db"),
+        ("OTTO_HA_PREFIX", "homeassistant/#", "OTTO_HA_PREFIX: String should match pattern"),
+        ("OTTO_HA_DISCOVERY", "yes", "OTTO_HA_DISCOVERY: Input should be 'device', 'entity' or 'off'"),
+        ("OTTO_HA_CONTAINERS", "all", "OTTO_HA_CONTAINERS: Input should be"),
+        ("OTTO_HA_CONTAINER_EXPIRE", "0", "OTTO_HA_CONTAINER_EXPIRE: must be positive"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line(variable: str, value: str, expected: str) -> None:
