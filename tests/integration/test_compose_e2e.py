@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.support.broker import BrokerAddress, free_port
 from tests.support.compose import stack
 from tests.support.load import wait_until
 from tests.support.messages import node_metrics
-from tests.support.mqtt import publish_once
+from tests.support.mqtt import Recorder, publish_once
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -90,6 +91,29 @@ def test_control_plane_comes_up_and_the_local_node_reports(plane: Plane) -> None
         assert 0 < container["memory_usage_mb"] < container["memory_limit_mb"]
         assert container["pids"] >= 1
     assert services["subscriber"]["health"] == "healthy"
+
+
+def test_home_assistant_finds_the_local_node_with_the_documented_credential(plane: Plane) -> None:
+    """README's Home Assistant steps on the stack as composed: add-homeassistant, then read discovery."""
+    stdout, stderr, code = plane.compose.exec_in_container(["otto-auth", "add-homeassistant"], "mosquitto")
+    assert code == 0, stderr
+    password = next(line.split()[-1] for line in stdout.splitlines() if line.startswith("Password:"))
+    time.sleep(0.5)  # the broker reloads its ACL on SIGHUP, asynchronously
+    broker = plane.broker({"homeassistant": password})
+    topic = f"homeassistant/device/otto_{LOCAL_NODE}/config"
+    home_assistant = Recorder(broker, topic="homeassistant/#", user="homeassistant")
+    try:
+        [message] = [m for m in home_assistant.wait_for(lambda m: any(x.topic == topic for x in m)) if m.topic == topic]
+        assert message.retain
+        config = json.loads(message.payload)
+        assert config["state_topic"] == node_metrics_topic(LOCAL_NODE)
+        assert config["availability_topic"] == f"otto/nodes/{LOCAL_NODE}/status"
+        assert config["components"]["cpu"]["unique_id"] == f"otto_{LOCAL_NODE}_cpu"
+        # It reads the fleet, and may write Home Assistant's status and nothing else.
+        assert publish_once(broker, "homeassistant", "homeassistant/status", b"online").value == 0
+        assert publish_once(broker, "homeassistant", topic, b"").value == 0x87  # Not authorized
+    finally:
+        home_assistant.close()
 
 
 def test_a_pi_node_joins_with_its_own_credential(plane: Plane, tmp_path: Path) -> None:
