@@ -26,6 +26,7 @@ ContainerLayout = Literal["off", "components", "devices"]
 
 ORIGIN = "otto-metrics"
 SUPPORT_URL = "https://github.com/otto-metrics/otto-metrics"
+MAX_EXPIRE_AFTER = 86_400
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 _PLATFORMS = frozenset({"sensor", "binary_sensor"})
 
@@ -84,7 +85,8 @@ class Discovery:
             "availability_template": "{{ value_json.status }}",
         }
         origin = {"name": ORIGIN, "sw_version": self.version, "support_url": SUPPORT_URL}
-        expire_after = max(1, math.ceil(node.interval * self.stale_after))
+        # The interval is the node's word: bounded to a day (an absurd one must not overflow).
+        expire_after = max(1, math.ceil(min(node.interval * self.stale_after, MAX_EXPIRE_AFTER)))
         device = {
             "identifiers": [device_id],
             "name": node.node_id,
@@ -185,6 +187,12 @@ class Discovery:
             elif isinstance(template := component.get("value_template"), str) and (name := container_name_in(template)):
                 names.add(name)
         return Owned(levels[1][len("otto_") :].split("_c_", 1)[0], frozenset(names), markers)
+
+    def belongs(self, topic: str, node_slug: str) -> bool:
+        """Whether ``topic`` is one of the configs of the node whose slug is ``node_slug``."""
+        levels = self._levels(topic)
+        device_id = f"otto_{node_slug}"
+        return levels is not None and (levels[1] == device_id or levels[1].startswith(f"{device_id}_c_"))
 
     def _levels(self, topic: str) -> list[str] | None:
         """``device, <object id>`` or ``<platform>, <object id>, <key>`` of one of our config topics."""

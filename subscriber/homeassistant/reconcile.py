@@ -26,8 +26,11 @@ from subscriber.state import NodeView
 
 log = logging.getLogger(__name__)
 
-#: Containers shown per node: keeps a device config (about 2 KiB each) far below the broker's 1 MiB limit.
+#: Containers kept and shown per node (the most recently seen): a device config (about 2 KiB each)
+#: stays far below the broker's 1 MiB limit, and a node inventing names cannot grow what is kept.
 MAX_CONTAINERS = 200
+#: Removal markers kept per node (the newest).
+MAX_MARKERS = 5 * MAX_CONTAINERS
 
 
 @dataclass(slots=True)
@@ -82,8 +85,15 @@ class Reconciler:
             node_slug = slug(view.node_id)
             alive.add(node_slug)
             node = self._nodes.setdefault(node_slug, _Node({}, {}))
-            self._take(view, node, now)
-            desired.update(self._render(view, node, now))
+            try:
+                self._take(view, node, now)
+                desired.update(self._render(view, node, now))
+            except Exception:  # a bug or an input not foreseen: this node's configs stay as they are
+                self.rejected["node_error"] += 1
+                if not node.warned:
+                    node.warned = True
+                    log.exception("home assistant: node %s: configs not updated", view.node_id)
+                desired.update({t: p for t, p in self.published.items() if self.discovery.belongs(t, node_slug)})
         for gone in set(self._nodes) - alive:
             del self._nodes[gone]
         self._learned.clear()
@@ -135,6 +145,10 @@ class Reconciler:
                 node.containers.pop(previous, None)  # renamed: the old name's entities go now
             node.containers[name] = _Seen(reference, container.container_id)
         over = max(0, len(node.containers) - MAX_CONTAINERS)
+        if over:
+            oldest = sorted(node.containers, key=lambda name: (node.containers[name].last_seen, name))[:over]
+            for name in oldest:
+                del node.containers[name]
         self.rejected["container_name"] += invalid
         self.rejected["containers_over_cap"] += over
         if (invalid or over) and not node.warned:
@@ -157,6 +171,9 @@ class Reconciler:
                 removed = removed_components(previous, rendered[topic])
                 for key, platform in removed.items():
                     node.markers[key] = (platform, now)
+                if len(node.markers) > MAX_MARKERS:
+                    newest = sorted(node.markers.items(), key=lambda item: item[1][1], reverse=True)[:MAX_MARKERS]
+                    node.markers = dict(newest)
                 if removed:
                     rendered = self._rendered(view, node)
         return rendered
@@ -168,7 +185,7 @@ class Reconciler:
         return node.rendered[1]
 
     def _info(self, view: NodeView, node: _Node) -> NodeInfo:
-        shown = sorted(node.containers, key=lambda name: (-node.containers[name].last_seen, name))[:MAX_CONTAINERS]
+        shown = node.containers  # at most MAX_CONTAINERS: see _take_batch
         version = view.metrics.agent.version if view.metrics else view.status.agent_version if view.status else None
         return NodeInfo(
             node_id=view.node_id,

@@ -42,9 +42,10 @@ class DiscoveryCounters:
             "otto_homeassistant_configs", "Discovery configs of ours retained on the broker.", registry=registry
         )
         self.rejected = Counter(
-            "otto_homeassistant_containers_rejected",
-            "Containers not shown in Home Assistant, by reason: container_name (not a name Docker allows), "
-            "containers_over_cap (over 200 on one node).",
+            "otto_homeassistant_rejected",
+            "What discovery left out, by reason: container_name (a container name Docker would not allow), "
+            "containers_over_cap (containers beyond 200 on one node), node_error (a node whose configs "
+            "could not be made; they stay as they were).",
             ["reason"],
             registry=registry,
         )
@@ -53,7 +54,7 @@ class DiscoveryCounters:
         )
         for action in ("config", "removal"):
             self.published.labels(action)
-        for reason in ("container_name", "containers_over_cap"):
+        for reason in ("container_name", "containers_over_cap", "node_error"):
             self.rejected.labels(reason)
 
 

@@ -14,9 +14,9 @@ import pytest
 from contract import ContainerMetrics
 from subscriber.homeassistant.catalog import NODE_ENTITIES, container_entities
 from subscriber.homeassistant.discovery import Discovery, NodeInfo, encode, slug
-from subscriber.homeassistant.reconcile import Reconciler
+from subscriber.homeassistant.reconcile import MAX_CONTAINERS, Reconciler
 from subscriber.state import NodeView
-from tests.support.messages import container, container_batch, node_metrics, status
+from tests.support.messages import AGENT, container, container_batch, node_metrics, status
 
 DAY = 86_400.0
 TOPIC_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -182,3 +182,48 @@ def test_a_prefix_and_a_foreign_topic_shape_are_respected() -> None:
     assert discovery.owned(topic, payload) is not None
     assert Discovery().owned(topic, payload) is None  # another prefix
     assert discovery.owned("ha/discovery/device/lamp/config", payload) is None  # not an otto_ id
+
+
+def test_a_node_with_an_absurd_interval_does_not_stop_the_others() -> None:
+    reconciler = Reconciler(Discovery(), container_expire=DAY, node_expire=DAY)
+    absurd = view("pi-bad")
+    absurd = NodeView(absurd.node_id, node_metrics("pi-bad", interval_seconds=1e308), absurd.containers,
+                      status("pi-bad", interval=1e308), 1.0, 1.0, 1.0)  # fmt: skip
+    changed = run(reconciler, [absurd, view("pi-ok", at=1.0)], 1.0)
+    assert "homeassistant/device/otto_pi-ok/config" in changed
+    bad = json.loads(changed["homeassistant/device/otto_pi-bad/config"])
+    assert bad["components"]["cpu"]["expire_after"] == 86_400  # bounded
+
+
+def test_a_node_inventing_names_cannot_grow_what_is_kept() -> None:
+    reconciler = Reconciler(Discovery(containers="components"), container_expire=DAY, node_expire=DAY)
+    for batch in range(30):  # 30 batches of 50 new names each: 1,500 names within the expiry
+        names = [container(f"c{batch}-{i}", container_id=f"{batch:03d}{i:03d}") for i in range(50)]
+        run(reconciler, [view(at=1.0 + batch, containers=names)], 1.0 + batch)
+    [node] = reconciler._nodes.values()
+    assert len(node.containers) <= MAX_CONTAINERS
+    assert len(node.markers) <= 5 * MAX_CONTAINERS
+    assert reconciler.rejected["containers_over_cap"] > 0
+    payload = reconciler.published["homeassistant/device/otto_pi-1/config"]
+    assert len(payload) < 1_048_576  # the broker's message limit
+
+
+class _FailsFor(Discovery):
+    """Discovery that raises for one node, as a bug or an unforeseen input would."""
+
+    def configs(self, node: NodeInfo) -> dict[str, dict[str, Any]]:
+        if node.node_id == "pi-bad" and node.version == "broken":
+            raise ValueError("unforeseen")
+        return super().configs(node)
+
+
+def test_a_failure_on_one_node_keeps_its_configs_and_spares_the_others() -> None:
+    reconciler = Reconciler(_FailsFor(layout="entity"), container_expire=DAY, node_expire=DAY)
+    before = run(reconciler, [view("pi-bad"), view("pi-2")], 1.0)
+    broken = view("pi-bad", at=2.0)
+    broken = NodeView(broken.node_id, node_metrics("pi-bad", agent={**AGENT, "version": "broken"}), None,
+                      broken.status, 2.0, 2.0, 2.0)  # fmt: skip
+    changes = reconciler.plan([broken, view("pi-2", at=2.0), view("pi-3", at=2.0)], 2.0)
+    assert not any(topic in before and not payload for topic, payload in changes)  # nothing of pi-bad cleared
+    assert {t for t, _ in changes} == {t for t in Discovery(layout="entity").configs(NodeInfo("pi-3", 5.0))}
+    assert reconciler.rejected["node_error"] == 1
