@@ -151,8 +151,16 @@ def test_a_container_killed_and_restarted_between_two_samples(guest: Guest) -> N
         def fail() -> None:
             time.sleep(1.0)
             flaky.exec_run(["touch", "/run/fail"])  # exit 3: the policy starts it again at once
+            # Under emulation the restart itself can take seconds: the next sample must find it back.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                flaky.reload()
+                if flaky.attrs["RestartCount"] == 1 and flaky.attrs["State"]["Status"] == "running":
+                    return
+                time.sleep(0.2)
+            raise AssertionError(f"no restart within 10 s: {flaky.attrs['State']}")
 
-        run = guest.run_agent(interval=8, after_prime=fail)
+        run = guest.run_agent(interval=15, after_prime=fail)
         flaky.reload()
         assert flaky.attrs["RestartCount"] == 1
         ours = run.by_name()[flaky.name]
