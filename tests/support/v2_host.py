@@ -29,6 +29,10 @@ from tests.support.gates import skip_or_fail
 
 TOOL = Path(os.environ.get("OTTO_V2_HOST_TOOL", REPO.parent / "shared" / "ci" / "v2-host"))
 PORT = int(os.environ.get("V2_HOST_PORT", "23750"))
+# The guest runs under software emulation: its CFS periods jitter, so the CLI's one-second window
+# on a container capped at half a core has read 56 % while our two-second window read 50 % (CI,
+# 2026-11-29). Our own figure is still held to 50 +/- 5 against the cap itself.
+CLI_CPU_POINTS = 10.0
 AGENT_IMAGE = "otto-metrics/agent:local"
 IMAGES = (AGENT_IMAGE, "busybox:1.36")
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.docker_cli import MIB, assert_like_docker_stats, parse_pair
 from tests.support.load import LoadContainers, docker_stats_no_stream, wait_for_log
-from tests.support.v2_host import AgentRun, Guest
+from tests.support.v2_host import CLI_CPU_POINTS, AgentRun, Guest
 
 NET_BYTES = 20_000_000
 DISK_BYTES = 32 * MIB
@@ -116,7 +116,7 @@ def test_every_figure_matches_docker_stats_on_cgroup_v2(guest: Guest, loads: Loa
     assert set(cli) == {c.name for c in loads.started}
     assert parse_pair(cli[f"{loads.prefix}-disk"]["BlockIO"])[1] >= DISK_BYTES
     for role, ours in mine.items():
-        assert_like_docker_stats(ours, cli[f"{loads.prefix}-{role}"], role)
+        assert_like_docker_stats(ours, cli[f"{loads.prefix}-{role}"], role, cpu_points=CLI_CPU_POINTS)
 
 
 def test_the_layouts_under_test_are_the_systemd_drivers(guest: Guest, loads: LoadContainers) -> None:

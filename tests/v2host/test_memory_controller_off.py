@@ -14,7 +14,7 @@ import pytest
 from agent.__main__ import MEMORY_CGROUP_HINT
 from tests.support.docker_cli import assert_like_docker_stats
 from tests.support.load import LoadContainers, docker_stats_no_stream, wait_for_log
-from tests.support.v2_host import Guest
+from tests.support.v2_host import CLI_CPU_POINTS, Guest
 
 KERNEL_APPEND = "cgroup_disable=memory"
 
@@ -50,6 +50,6 @@ def test_memory_reads_as_docker_stats_shows_it_and_the_fix_is_logged_once(
         assert row["MemUsage"] == "0B / 0B", row  # what users see in docker stats on a stock Pi
         ours = mine[name]
         assert (ours["memory_usage_mb"], ours["memory_limit_mb"], ours["memory_percent"]) == (0.0, 0.0, 0.0)
-        assert_like_docker_stats(ours, row, name)
+        assert_like_docker_stats(ours, row, name, cpu_points=CLI_CPU_POINTS)
     assert mine[f"{loads.prefix}-cpu"]["cpu_percent"] == pytest.approx(50.0, abs=5.0)  # the rest still works
     assert run.containers["error"] is None
