@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -93,7 +94,7 @@ def run_once(collector: MetricsCollector) -> int:
     return 0
 
 
-def run(settings: AgentSettings, collector: MetricsCollector) -> int:
+def run(settings: AgentSettings, collector: MetricsCollector, tls: ssl.SSLContext | None = None) -> int:
     node_id = collector.node_id
 
     def status(state: str, stamped: bool = True) -> tuple[str, bytes]:
@@ -111,11 +112,12 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
     link = MqttLink(
         MqttConfig(
             host=settings.mqtt_host,
-            port=settings.mqtt_port,
+            port=settings.mqtt_port_value,
             client_id=f"otto-agent-{node_id}",
             username=settings.mqtt_username,
             password=settings.mqtt_password_value,
             keepalive=settings.mqtt_keepalive,
+            tls=tls,
         ),
         buffer_size=settings.effective_buffer_size,
         buffer_bytes=settings.buffer_bytes,
@@ -162,7 +164,7 @@ def run(settings: AgentSettings, collector: MetricsCollector) -> int:
         node_id,
         settings.interval,
         settings.mqtt_host,
-        settings.mqtt_port,
+        settings.mqtt_port_value,
         settings.effective_buffer_size,
         settings.buffer_bytes // 2**20,
         settings.host_root or "(this machine)",
@@ -202,13 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail_config(PROGRAM, "invalid configuration: --interval must be in (0, 3600]")
         settings.interval = args.interval
     setup_logging(settings.log_level)
-    leave_root(settings)
     if args.check_health:
+        leave_root(settings)
         return 0 if is_fresh(settings.heartbeat_file, max_age(settings.interval)) else 1
+    tls = None
+    if not args.once:
+        try:  # before leaving root: the client key and CA may be readable by root alone
+            tls = settings.mqtt_tls_context(log)
+        except ValueError as exc:
+            fail_config(PROGRAM, f"invalid configuration: {exc}")
+    leave_root(settings)
     collector = build_collector(settings)
     if args.once:
         return run_once(collector)
-    return run(settings, collector)
+    return run(settings, collector, tls)
 
 
 if __name__ == "__main__":

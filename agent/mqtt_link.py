@@ -29,7 +29,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from agent.outbox import Message, Outbox
 from common.cli import RateLimitedLog
-from common.mqtt_client import MqttConfig, make_client, network_thread
+from common.mqtt_client import MqttConfig, make_client, network_thread, why_unreachable
 from common.rate import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,10 @@ class MqttLink:
             case _Unreachable():
                 if not self._unreachable:
                     log.warning(
-                        "broker unreachable at %s:%d; buffering, retrying with backoff",
+                        "broker unreachable at %s:%d (%s); buffering, retrying with backoff",
                         self._config.host,
                         self._config.port,
+                        why_unreachable(self._config) or "it answers again",
                     )
                 self._unreachable = True
             case _Close() | _Tick():

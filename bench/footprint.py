@@ -108,6 +108,7 @@ def run(
                     "OTTO_HOST_ROOT": "/hostfs",
                     "OTTO_MQTT_HOST": broker.host,
                     "OTTO_MQTT_PORT": str(broker.port),
+                    "OTTO_MQTT_TLS": "false",
                     "OTTO_MQTT_USERNAME": "bench-node",
                     "OTTO_MQTT_PASSWORD": broker.password("bench-node"),
                     "OTTO_CONTAINER_STATS": variant.stats,

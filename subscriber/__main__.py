@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sqlite3
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -14,9 +15,11 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from common import __version__
-from common.cli import fail_config, load_settings_or_exit, setup_logging
+from common.cli import fail_config, load_settings_or_exit, read_secret_file, setup_logging
 from common.mqtt_client import MqttConfig
 from common.supervision import EXIT_THREAD_DIED, Supervisor
+from subscriber.access.passwords import hash_password, new_password, verify_password
+from subscriber.access.store import SqliteAccessStore
 from subscriber.alerts.api import alerts_router, events_router
 from subscriber.alerts.engine import AlertEngine
 from subscriber.alerts.notify import AppriseSender, Notifier
@@ -24,6 +27,7 @@ from subscriber.alerts.rules import RulesError, load_rules
 from subscriber.alerts.service import AlertCounters, AlertService
 from subscriber.alerts.store import SqliteAlertStore
 from subscriber.api import Liveness, create_app
+from subscriber.broker_certificate import BrokerCertificateWatch, certificate_router
 from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
 from subscriber.homeassistant.discovery import Discovery
 from subscriber.homeassistant.reconcile import Reconciler
@@ -48,7 +52,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_alerts(settings: SubscriberSettings, state: FleetState, registry: CollectorRegistry) -> AlertService | None:
+def build_alerts(
+    settings: SubscriberSettings,
+    state: FleetState,
+    registry: CollectorRegistry,
+    certificate: BrokerCertificateWatch | None = None,
+) -> AlertService | None:
     """The alerting service the settings ask for (None with OTTO_ALERTS=false); exits on a bad setting."""
     if not settings.alerts:
         return None
@@ -78,11 +87,19 @@ def build_alerts(settings: SubscriberSettings, state: FleetState, registry: Coll
         settings.alerts_file or "the defaults",
         ", ".join(sender.descriptions) if sender else "nobody (set OTTO_NOTIFY_URLS)",
     )
-    return AlertService(engine, store, notifier, state, counters, public_url=settings.public_url)
+    return AlertService(
+        engine,
+        store,
+        notifier,
+        state,
+        counters,
+        public_url=settings.public_url,
+        certificate_days=certificate.days_left if certificate is not None else lambda: None,
+    )
 
 
 def build_homeassistant(
-    settings: SubscriberSettings, state: FleetState, registry: CollectorRegistry
+    settings: SubscriberSettings, state: FleetState, registry: CollectorRegistry, tls: ssl.SSLContext | None = None
 ) -> HomeAssistantDiscovery | None:
     """Home Assistant discovery as the settings ask (None with OTTO_HA_DISCOVERY=off)."""
     if settings.ha_discovery == "off":
@@ -102,10 +119,11 @@ def build_homeassistant(
     )
     config = MqttConfig(
         host=settings.mqtt_host,
-        port=settings.mqtt_port,
+        port=settings.mqtt_port_value,
         username=settings.mqtt_username,
         password=settings.mqtt_password_value,
         client_id=f"{settings.mqtt_client_id}-homeassistant",
+        tls=tls,
     )
     log.info(
         "home assistant: %s discovery under %s/, containers %s",
@@ -116,29 +134,73 @@ def build_homeassistant(
     return HomeAssistantDiscovery(config, reconciler, state, DiscoveryCounters(registry))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parse_args(argv)
-    settings = load_settings_or_exit(SubscriberSettings, PROGRAM)
-    setup_logging(settings.log_level)
+def tls_or_exit(settings: SubscriberSettings) -> ssl.SSLContext | None:
+    """The broker's TLS context, or one line and exit 2 when its files cannot be used."""
+    try:
+        return settings.mqtt_tls_context(log)
+    except ValueError as exc:
+        fail_config(PROGRAM, f"invalid configuration: {exc}")
+
+
+def open_access(settings: SubscriberSettings) -> SqliteAccessStore | None:
+    """The login and token store (None with OTTO_AUTH=false); the admin's password set or created."""
+    if not settings.auth:
+        log.warning("OTTO_AUTH=false: the dashboard and the API are open to anyone who can reach them")
+        return None
+    try:
+        access = SqliteAccessStore(settings.db_path)
+        given = read_secret_file(settings.admin_password_file) if settings.admin_password_file else None
+    except (OSError, sqlite3.Error) as exc:
+        fail_config(PROGRAM, f"invalid configuration: OTTO_ADMIN_PASSWORD_FILE or OTTO_DB_PATH: {exc}")
+    stored = access.admin_hash()
+    if given is not None:
+        if len(given) < 12:
+            fail_config(PROGRAM, "invalid configuration: OTTO_ADMIN_PASSWORD_FILE: at least 12 characters")
+        if stored is None or not verify_password(given, stored):
+            access.set_admin_hash(hash_password(given))
+            log.info("admin password set from OTTO_ADMIN_PASSWORD_FILE")
+    elif stored is None:
+        password = new_password()
+        access.set_admin_hash(hash_password(password))
+        log.warning(
+            "created the admin's password, shown this once: %s  (a new one: "
+            "docker compose exec subscriber python -m subscriber.access reset-password)",
+            password,
+        )
+    return access
+
+
+def open_history(settings: SubscriberSettings) -> tuple[SqliteHistoryStore, FleetState, int]:
+    """The history store, and the live state restored from it (with how many nodes); exits 2 if it cannot open."""
     try:
         store = SqliteHistoryStore(settings.db_path, retention=settings.history_retention)
     except (OSError, sqlite3.Error) as exc:
         fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
-
     state = FleetState(settings.stale_after, settings.max_clock_skew)
     restored = store.latest_views()
     for view in restored:
         state.restore(view)
+    return store, state, len(restored)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parse_args(argv)
+    settings = load_settings_or_exit(SubscriberSettings, PROGRAM)
+    setup_logging(settings.log_level)
+    tls = tls_or_exit(settings)
+    store, state, restored = open_history(settings)
+    access = open_access(settings)
     registry = CollectorRegistry()
     counters = SubscriberCounters(registry)
     registry.register(FleetCollector(state, settings.prometheus_grace.total_seconds()))
     subscriber = MetricsSubscriber(
         BrokerConfig(
             host=settings.mqtt_host,
-            port=settings.mqtt_port,
+            port=settings.mqtt_port_value,
             username=settings.mqtt_username,
             password=settings.mqtt_password_value,
             client_id=settings.mqtt_client_id,
+            tls=tls,
             session_expiry=settings.mqtt_session_expiry,
         ),
         state,
@@ -154,8 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue_bytes=settings.queue_max_bytes,
         ),
     )
-    alerts = build_alerts(settings, state, registry)
-    homeassistant = build_homeassistant(settings, state, registry)
+    certificate = BrokerCertificateWatch(settings.broker_tls_address, registry) if settings.broker_tls_address else None
+    alerts = build_alerts(settings, state, registry, certificate)
+    homeassistant = build_homeassistant(settings, state, registry, tls)
     if alerts is not None:
         subscriber.ingestor.event_listeners.append(alerts.submit)
     app = create_app(
@@ -170,16 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         routers=[
             events_router(state, store),
             alerts_router(lambda: alerts.store if alerts else None, settings.public_url),
+            certificate_router(lambda: certificate),
         ],
+        access=access,
+        session_lifetime=settings.session_lifetime.total_seconds(),
     )
     log.info(
         "otto-subscriber %s: broker %s:%d, history %s (retention %s, %d nodes restored), API on %s:%d",
         __version__,
         settings.mqtt_host,
-        settings.mqtt_port,
+        settings.mqtt_port_value,
         settings.db_path,
         settings.retention,
-        len(restored),
+        restored,
         settings.api_host,
         settings.api_port,
     )
@@ -191,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_config=None,
             access_log=False,
             log_level=settings.log_level.lower(),
+            # X-Forwarded-For/-Proto only from the proxies named: anyone else could claim HTTPS or an address.
+            proxy_headers=settings.trusted_proxies is not None,
+            forwarded_allow_ips=settings.trusted_proxies or "",
+            ssl_certfile=settings.api_tls_cert_file,
+            ssl_keyfile=settings.api_tls_key_file,
         )
     )
     # uvicorn handles SIGTERM/SIGINT itself, then restores the handlers it found and raises the
@@ -207,8 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         **subscriber.threads,
         **({"alerts": alerts.thread} if alerts else {}),
         **(homeassistant.threads if homeassistant else {}),
+        **({"broker-certificate": certificate.thread} if certificate else {}),
     }
     supervisor = Supervisor(threads, on_death)
+    if certificate is not None:
+        certificate.start()
     if alerts is not None:
         alerts.start()
     if homeassistant is not None:
@@ -219,12 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.run()
     finally:
         supervisor.stop()
+        if certificate is not None:
+            certificate.stop()
         subscriber.stop()
         if homeassistant is not None:
             homeassistant.stop()
         if alerts is not None:
             alerts.stop()
             alerts.store.close()
+        if access is not None:
+            access.close()
         store.close()
         log.info("stopped")
     return EXIT_THREAD_DIED if died else 0

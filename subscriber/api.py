@@ -13,11 +13,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from common import __version__
 from contract.topics import NODE_ID_PATTERN
+from subscriber.access.gate import AccessGate, access_router
+from subscriber.access.store import SqliteAccessStore
+from subscriber.access.throttle import LoginThrottle
 from subscriber.dashboard import SecurityHeaders, dashboard_router, static_files
 from subscriber.live import live_router
 from subscriber.series_api import series_router, time_range
@@ -74,9 +78,12 @@ def create_app(
     registry: CollectorRegistry,
     health: Callable[[], Liveness],
     routers: Sequence[APIRouter] = (),
+    access: SqliteAccessStore | None = None,
+    session_lifetime: float = 7 * 86400.0,
 ) -> FastAPI:
     """Build the API around the live state and the store; ``health`` reports the running parts;
-    ``routers`` add the endpoints of optional parts (events and alerts)."""
+    ``routers`` add the endpoints of optional parts (events and alerts); with ``access``, every route
+    but /healthz needs the admin's session or an API token (subscriber.access)."""
     app = FastAPI(
         title="otto-metrics control plane",
         version=__version__,
@@ -84,6 +91,15 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    if access is not None:
+        app.add_middleware(AccessGate, store=access)  # innermost: its 401s get the headers below too
+        app.include_router(access_router(access, LoginThrottle(), session_lifetime))
+    else:  # the pages' Log out button with OTTO_AUTH=false: nothing to end
+
+        @app.post("/logout", include_in_schema=False)
+        def logout() -> RedirectResponse:
+            return RedirectResponse("/", status_code=303)
+
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(SecurityHeaders)
 

@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.cli import RateLimitedLog
-from common.mqtt_client import MqttConfig, make_client, network_thread
+from common.mqtt_client import MqttConfig, make_client, network_thread, why_unreachable
 from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics, NodeStatus
 from contract.topics import SUBSCRIPTIONS
 from subscriber.admission import Admission
@@ -97,6 +97,7 @@ class MetricsSubscriber:
         )
         self._epoch = 0
         self._connected = False
+        self._unreachable_logged = False
         self._stopping = False
         self._worker = threading.Thread(target=self.worker.run, name="otto-subscriber-worker", daemon=True)
         self._warnings = RateLimitedLog(log, period=60.0)
@@ -169,7 +170,14 @@ class MetricsSubscriber:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         return client
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        if not self._unreachable_logged:  # once per outage, with the reason paho does not give
+            self._unreachable_logged = True
+            reason = why_unreachable(self.broker) or "it answers again"
+            log.warning("broker unreachable at %s:%d (%s); retrying", self.broker.host, self.broker.port, reason)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -177,6 +185,7 @@ class MetricsSubscriber:
             return
         self._epoch += 1
         self._connected = True
+        self._unreachable_logged = False
         self.counters.mqtt_connected.set(1)
         client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS.values()])
         log.info(

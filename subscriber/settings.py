@@ -82,6 +82,25 @@ class SubscriberSettings(MqttSettings):
         timedelta(days=7), description="A node silent this long (or forgotten by retention) leaves Home Assistant."
     )
 
+    broker_tls_address: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$",
+        description="host:port of the broker TLS listener whose certificate expiry is watched (mosquitto:8883).",
+    )
+
+    auth: bool = Field(True, description="Require the admin's login or an API token on every route but /healthz.")
+    admin_password_file: Path | None = Field(
+        None, description="File with the admin's password; unset: one is made on the first start and logged once."
+    )
+    session_lifetime: Duration = Field(timedelta(days=7), description="How long a login lasts.")
+    trusted_proxies: str | None = Field(
+        None,
+        pattern=r"^[0-9A-Fa-f.:/, *]+$",
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (comma separated).",
+    )
+    api_tls_cert_file: Path | None = Field(None, description="Serve HTTPS with this certificate (chain) ...")
+    api_tls_key_file: Path | None = Field(None, description="... and this key.")
+
     api_host: str = "0.0.0.0"  # noqa: S104  (the API is meant to be reachable; compose publishes it)
     api_port: int = Field(8080, ge=1, le=65535)
     log_level: LogLevel = "INFO"
@@ -106,6 +125,12 @@ class SubscriberSettings(MqttSettings):
         return [url.strip(",") for url in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", text) if url.strip(",")]
 
     @model_validator(mode="after")
+    def _check_api_tls(self) -> SubscriberSettings:
+        if (self.api_tls_cert_file is None) != (self.api_tls_key_file is None):
+            raise ValueError("OTTO_API_TLS_CERT_FILE and OTTO_API_TLS_KEY_FILE go together")
+        return self
+
+    @model_validator(mode="after")
     def _check_retention(self) -> SubscriberSettings:
         for name in (
             "retention",
@@ -114,6 +139,7 @@ class SubscriberSettings(MqttSettings):
             "retention_2h",
             "ha_container_expire",
             "ha_node_expire",
+            "session_lifetime",
         ):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"OTTO_{name.upper()}: must be positive")

@@ -34,6 +34,10 @@ MAX_CONTAINERS = 100_000
 MAX_CONTAINER_ALERTS_PER_NODE = 200
 
 
+#: The node id of alerts about the control plane's broker rather than a node.
+BROKER = "broker"
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert: what, where, the value that made it, since when; ``resolved_at`` once it ended."""
@@ -182,11 +186,12 @@ class AlertEngine:
 
     # -- the live fleet and time passing ---------------------------------------------------------------
 
-    def evaluate(self, views: list[NodeView], now: float) -> list[Transition]:
-        """Transitions from the nodes' current views and from time passing, at ``now``."""
+    def evaluate(self, views: list[NodeView], now: float, certificate_days: float | None = None) -> list[Transition]:
+        """Transitions from the nodes' current views, the broker certificate's days left and time passing."""
         out: list[Transition] = []
         for view in views:
             out += self._node(view, now)
+        out += self._certificate(certificate_days, now)
         out += self._containers_settled(views, now)
         if self.rules.repeat.total_seconds() > 0:
             out += list(self._repeats(now))
@@ -235,6 +240,18 @@ class AlertEngine:
         what = {"temperature": "is hot", "disk": "root disk is full", "memory": "memory is full"}[rule]
         candidate = Alert(rule, node, "", f"node {node} {what}: {shown}", shown, _at(now))
         return self._held(candidate, value > threshold.above, threshold.for_.total_seconds(), now)
+
+    def _certificate(self, days: float | None, now: float) -> list[Transition]:
+        rule = self.rules.broker_certificate
+        if not rule.enabled or days is None:
+            return []
+        shown = "expired" if days <= 0 else f"{days:.0f} days left"
+        summary = (
+            f"the broker's TLS certificate {'has expired' if days <= 0 else 'expires soon'} ({shown}): "
+            "docker compose run --rm pki renew-server, then docker compose kill -s HUP mosquitto"
+        )
+        candidate = Alert("broker_certificate", BROKER, "", summary, shown, _at(now))
+        return self._held(candidate, days < rule.days, 0.0, now)
 
     def _held(self, candidate: Alert, condition: bool, hold: float, now: float) -> list[Transition]:
         """Fire once ``condition`` has held for ``hold`` seconds; resolve when it stops."""

@@ -19,6 +19,7 @@ RULE_TITLES = {
     "unhealthy": "container unhealthy",
     "oom_killed": "container OOM-killed",
     "agent_dropping": "agent dropping messages",
+    "broker_certificate": "broker certificate expiring",
 }
 
 
@@ -81,7 +82,10 @@ def compose(transition: Transition, alert_id: int, public_url: str) -> Notificat
         assert alert.resolved_at is not None
         lines.append(f"Resolved: {_when(alert.resolved_at)}, after {_lasted(alert)}")
     lines.append(f"Rule: {alert.rule}")
-    lines.append(f"Details: {node_link(public_url, alert.node_id)}")
+    if alert.rule == "broker_certificate":
+        lines.append(f"Details: {public_url.rstrip('/')}/api/broker/certificate")
+    else:
+        lines.append(f"Details: {node_link(public_url, alert.node_id)}")
     return Notification(
         alert_id=alert_id,
         kind=transition.kind,

@@ -65,6 +65,12 @@ class Quiet(_Rule):
     quiet_for: Duration = timedelta(minutes=10)
 
 
+class CertificateExpiry(_Rule):
+    """The broker's TLS certificate (as served to nodes) expires within ``days``; resolved once renewed."""
+
+    days: float = Field(21.0, gt=0, le=365)
+
+
 class Mute(BaseModel):
     """Alerts matching every given pattern (shell globs) are recorded but not notified."""
 
@@ -99,6 +105,7 @@ class AlertRules(BaseModel):
     unhealthy: _Rule = _Rule()
     oom_killed: ContainerExited = ContainerExited()
     agent_dropping: Quiet = Quiet()
+    broker_certificate: CertificateExpiry = CertificateExpiry()
     repeat: Duration = Field(timedelta(0), description="Send a firing alert again this often; 0: once.")
     mute: tuple[Mute, ...] = ()
 

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -71,6 +72,7 @@ class AlertService:
         *,
         public_url: str,
         tick: float = 1.0,
+        certificate_days: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -79,6 +81,7 @@ class AlertService:
         self.counters = counters
         self.public_url = public_url
         self.tick = tick
+        self.certificate_days = certificate_days
         self.errors = 0
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._warnings = RateLimitedLog(log, period=60.0)
@@ -121,7 +124,7 @@ class AlertService:
                     self.counters.events.labels(event.action).inc()
                     self._handle(self.engine.on_event(event, time.time()))
                 if time.monotonic() >= next_tick:
-                    self._handle(self.engine.evaluate(self.state.snapshot(), time.time()))
+                    self._handle(self.engine.evaluate(self.state.snapshot(), time.time(), self.certificate_days()))
                     next_tick = time.monotonic() + self.tick
                     self._maybe_prune()
             except Exception:  # a bug: count it, say where, keep alerting

@@ -28,6 +28,7 @@ class AgentProcess:
                 "OTTO_NODE_ID": node_id,
                 "OTTO_MQTT_HOST": broker.host,
                 "OTTO_MQTT_PORT": str(broker.port),
+                "OTTO_MQTT_TLS": "false",  # the plain listener; TLS tests pass broker.tls_settings()
                 "OTTO_MQTT_USERNAME": node_id,
                 "OTTO_MQTT_PASSWORD": broker.passwords.get(node_id, ""),
                 "OTTO_INTERVAL": "1",

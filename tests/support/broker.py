@@ -1,4 +1,4 @@
-"""A real Mosquitto for tests: the shipped mosquitto.conf and otto-auth credentials, via testcontainers."""
+"""A real Mosquitto for tests: the shipped mosquitto.conf, otto-auth credentials and otto-pki certificates."""
 
 from __future__ import annotations
 
@@ -6,18 +6,25 @@ import contextlib
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+from pki.__main__ import Authority, PkiSettings
+
 REPO = Path(__file__).resolve().parents[2]
 BROKER_IMAGE = "eclipse-mosquitto:2"
 MOSQUITTO_UID = "1883:1883"
+MOSQUITTO_GID = 1883
+#: The names the test broker's certificate carries, as OTTO_PUBLIC_HOST would give them.
+PUBLIC_HOST = "broker.otto.test"
 
 
 def free_port() -> int:
@@ -43,14 +50,25 @@ def run_otto_auth(workdir: Path, *args: str) -> str:
 
 @dataclass
 class BrokerAddress:
-    """Where a broker listens, and the passwords the test knows."""
+    """Where a broker listens (plain ``port``; TLS ports when known), and the passwords the test knows."""
 
     port: int
     passwords: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    tls_port: int | None = None
+    mtls_port: int | None = None
+    ca_file: Path | None = None
+    tls: ssl.SSLContext | None = None  # test clients connect to ``port`` over TLS with this (a TLS-only broker)
 
     def password(self, user: str) -> str:
         return self.passwords[user]
+
+    def tls_settings(self, *, mutual: bool = False) -> dict[str, str]:
+        """OTTO_* settings (lower case, as AgentProcess takes them) for the TLS listener, verifying the broker."""
+        port = self.mtls_port if mutual else self.tls_port
+        assert port is not None, "this broker has no TLS listener"
+        assert self.ca_file is not None
+        return {"mqtt_tls": "true", "mqtt_port": str(port), "mqtt_ca_file": str(self.ca_file)}
 
 
 @dataclass
@@ -62,8 +80,7 @@ class Broker(BrokerAddress):
 
     def add_node(self, node_id: str) -> str:
         """Create a node credential inside the running broker (it reloads); return the password."""
-        output = self.exec("otto-auth", "add-node", node_id)
-        password = next(line.split("=", 1)[1] for line in output.splitlines() if line.startswith("OTTO_MQTT_PASSWORD="))
+        password = bundle_password(self.exec("otto-auth", "add-node", node_id))
         self.passwords[node_id] = password
         time.sleep(0.5)  # SIGHUP reload is asynchronous
         return password
@@ -84,6 +101,35 @@ class Broker(BrokerAddress):
         assert code == 0, text
         return text
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.workdir / "tls"
+
+    def pki(self, now: datetime | None = None, public_host: str = PUBLIC_HOST) -> Authority:
+        """The authority behind this broker's certificates (the otto-pki code), on the test's files."""
+        return make_authority(self.workdir, now, public_host)
+
+    def pki_env(self) -> dict[str, str]:
+        """The OTTO_* variables of the `pki` Compose service, pointing at this broker's files."""
+        settings = self.pki().settings
+        return {
+            "OTTO_PUBLIC_HOST": settings.public_host,
+            "OTTO_PKI_CA_DIR": str(settings.pki_ca_dir),
+            "OTTO_PKI_TLS_DIR": str(settings.pki_tls_dir),
+            "OTTO_PKI_PROVIDED_DIR": str(settings.pki_provided_dir),
+            "OTTO_PKI_PASSWD": str(settings.pki_passwd),
+        }
+
+    def reload(self) -> None:
+        """SIGHUP, as `docker compose kill -s HUP mosquitto`: rereads the ACL and the server certificate."""
+        self.container.get_wrapped_container().kill(signal="SIGHUP")
+        time.sleep(0.5)
+
+    def restart(self) -> None:
+        self.container.get_wrapped_container().restart(timeout=5)
+        for port in (self.port, self.tls_port, self.mtls_port):
+            wait_until_listening(self.host, port or self.port)
+
     def stop(self) -> None:
         self.container.get_wrapped_container().stop(timeout=5)
 
@@ -94,6 +140,13 @@ class Broker(BrokerAddress):
     def logs(self) -> str:
         wrapped = self.container.get_wrapped_container()
         return bytes(wrapped.logs()).decode(errors="replace")
+
+
+def bundle_password(bundle: str) -> str:
+    """The password in the shell bundle `otto-auth add-node` prints."""
+    match = re.search(r"^printf '%s\\n' '([^']+)' > otto/mqtt.password$", bundle, re.M)
+    assert match, bundle
+    return match.group(1)
 
 
 def wait_until_listening(host: str, port: int, timeout: float = 30.0) -> None:
@@ -116,12 +169,45 @@ def add_wildcard_publisher(workdir: Path, user: str, password: str) -> None:
         acl.write(f"\nuser {user}\ntopic write otto/nodes/#\n")
 
 
+def make_authority(workdir: Path, now: datetime | None = None, public_host: str = PUBLIC_HOST) -> Authority:
+    settings = PkiSettings(
+        public_host=public_host,
+        pki_ca_dir=workdir / "ca",
+        pki_tls_dir=workdir / "tls",
+        pki_provided_dir=workdir / "provided",
+        pki_passwd=workdir / "auth" / "passwd",
+    )
+    return Authority(settings, now or datetime.now(UTC))
+
+
+def share_with_broker(tls_dir: Path) -> None:
+    """What running as the broker's user (1883) gives pki-init in Compose: the broker may read its key."""
+    for path in tls_dir.iterdir():
+        shutil.chown(path, MOSQUITTO_GID, MOSQUITTO_GID)
+
+
+def init_pki(workdir: Path) -> None:
+    """`otto-pki init`, as pki-init runs it before the broker starts."""
+    for sub in ("ca", "tls", "provided"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    authority = make_authority(workdir)
+    ca = authority.ca(create=True)
+    authority.setup_server(ca, force=False)
+    authority.write_crl(ca)
+    share_with_broker(workdir / "tls")
+
+
 @contextlib.contextmanager
 def start_broker(workdir: Path, nodes: list[str], wildcard_publisher: str | None = None) -> Iterator[Broker]:
-    """Create credentials with otto-auth, then run the broker with the shipped configuration."""
+    """Create credentials with otto-auth and certificates with otto-pki, then run the shipped configuration.
+
+    The plain listener (1883) is what most tests use; ``tls_port`` and ``mtls_port`` are the
+    broker's 8883 and 8884.
+    """
     for sub in ("auth", "secrets", "data"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
         shutil.chown(workdir / sub, 1883, 1883)
+    init_pki(workdir)
     run_otto_auth(workdir, "init", *nodes)
     passwords = {
         path.name.removesuffix(".password"): path.read_text().strip()
@@ -130,11 +216,14 @@ def start_broker(workdir: Path, nodes: list[str], wildcard_publisher: str | None
     if wildcard_publisher is not None:
         passwords[wildcard_publisher] = "bench-" + passwords["controlplane"][:20]
         add_wildcard_publisher(workdir, wildcard_publisher, passwords[wildcard_publisher])
-    port = free_port()
+    port, tls_port, mtls_port = free_port(), free_port(), free_port()
     container = (
         DockerContainer(BROKER_IMAGE)
         .with_bind_ports(1883, port)
+        .with_bind_ports(8883, tls_port)
+        .with_bind_ports(8884, mtls_port)
         .with_volume_mapping(str(REPO / "mosquitto" / "mosquitto.conf"), "/mosquitto/config/mosquitto.conf", "ro")
+        .with_volume_mapping(str(workdir / "tls"), "/mosquitto/tls", "ro")
         .with_volume_mapping(str(REPO / "mosquitto" / "otto-auth"), "/usr/local/bin/otto-auth", "ro")
         .with_volume_mapping(str(workdir / "auth"), "/mosquitto/auth", "rw")
         .with_volume_mapping(str(workdir / "data"), "/mosquitto/data", "rw")
@@ -143,7 +232,16 @@ def start_broker(workdir: Path, nodes: list[str], wildcard_publisher: str | None
     )
     container.start()
     try:
-        wait_until_listening("127.0.0.1", port)
-        yield Broker(port=port, passwords=passwords, container=container, workdir=workdir)
+        for listening in (port, tls_port, mtls_port):
+            wait_until_listening("127.0.0.1", listening)
+        yield Broker(
+            port=port,
+            passwords=passwords,
+            tls_port=tls_port,
+            mtls_port=mtls_port,
+            ca_file=workdir / "tls" / "nodes-ca.crt",
+            container=container,
+            workdir=workdir,
+        )
     finally:
         container.stop()

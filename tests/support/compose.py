@@ -20,3 +20,12 @@ def stack(compose_file: str, workdir: Path, **variables: str) -> DockerCompose:
     env_file = workdir / f"{name}.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     return DockerCompose(context=str(REPO), compose_file_name=compose_file, env_file=str(env_file), wait=True)
+
+
+def project_name(compose: DockerCompose) -> str:
+    """The project name ``stack`` gave ``compose`` (from its env file)."""
+    files = compose.env_file if isinstance(compose.env_file, list) else [compose.env_file]
+    for line in Path(str(files[0])).read_text().splitlines():
+        if line.startswith("COMPOSE_PROJECT_NAME="):
+            return line.split("=", 1)[1]
+    raise ValueError("no COMPOSE_PROJECT_NAME in the env file")

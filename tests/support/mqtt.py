@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -37,8 +38,12 @@ def connect(
     client_id: str | None = None,
     persistent: bool = False,
     on_connected: Callable[[mqtt.Client], None] | None = None,
+    tls: ssl.SSLContext | None = None,
+    port: int | None = None,
 ) -> mqtt.Client:
     """A connected, looping (and auto-reconnecting) v5 client; raises if the broker refuses it.
+
+    ``tls`` with ``port``: over TLS (a handshake failure raises ssl.SSLError or OSError).
 
     ``persistent``: clean_start false with a one-hour session expiry, so the broker queues QoS 1
     messages for it while it is away (also across a broker restart, with persistence on).
@@ -48,6 +53,9 @@ def connect(
     )
     if user is not None:
         client.username_pw_set(user, password if password is not None else broker.password(user))
+    tls = tls or (broker.tls if port is None else None)
+    if tls is not None:
+        client.tls_set_context(tls)
     connected = threading.Event()
     outcome: list[Any] = []
 
@@ -60,7 +68,7 @@ def connect(
     client.on_connect = on_connect
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 3600 if persistent else 0
-    client.connect(broker.host, broker.port, keepalive=30, clean_start=not persistent, properties=properties)
+    client.connect(broker.host, port or broker.port, keepalive=30, clean_start=not persistent, properties=properties)
     client.loop_start()
     if not connected.wait(10):
         client.loop_stop()
@@ -117,9 +125,18 @@ class Recorder:
         self.client.loop_stop()
 
 
-def publish_once(broker: BrokerAddress, user: str, topic: str, payload: bytes, retain: bool = False) -> Any:
-    """Publish one QoS 1 message and return the broker's PUBACK reason code (v5)."""
-    client = connect(broker, user)
+def publish_once(
+    broker: BrokerAddress,
+    user: str | None,
+    topic: str,
+    payload: bytes,
+    retain: bool = False,
+    *,
+    tls: ssl.SSLContext | None = None,
+    port: int | None = None,
+) -> Any:
+    """Publish one QoS 1 message and return the broker's PUBACK reason code (v5); over TLS with ``tls``."""
+    client = connect(broker, user, tls=tls, port=port)
     reasons: list[Any] = []
     done = threading.Event()
 

@@ -28,6 +28,8 @@ class SubscriberProcess:
         self.env = env_without_otto() | {
             "OTTO_MQTT_HOST": broker.host,
             "OTTO_MQTT_PORT": str(broker.port),
+            "OTTO_MQTT_TLS": "false",  # the plain listener; TLS tests pass broker.tls_settings()
+            "OTTO_AUTH": "false",  # tests/integration/test_api_access.py runs it with logins and tokens
             "OTTO_MQTT_USERNAME": "controlplane",
             "OTTO_MQTT_PASSWORD": broker.password("controlplane"),
             "OTTO_DB_PATH": str(workdir / "history.db"),
@@ -38,6 +40,7 @@ class SubscriberProcess:
         }
         self.env.update({f"OTTO_{k.upper()}": v for k, v in settings.items()})
         self.process: subprocess.Popen[bytes] | None = None
+        self.token: str | None = None  # sent as a bearer token by get() when set
 
     def start(self, wait_connected: bool = True) -> SubscriberProcess:
         log = self.log_path.open("ab")
@@ -58,7 +61,10 @@ class SubscriberProcess:
         raise TimeoutError(f"subscriber not ready:\n{self.logs()[-3000:]}")
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (http to 127.0.0.1)
             body = response.read().decode()
         return json.loads(body) if path != "/metrics" else body
 

@@ -117,3 +117,28 @@ def test_check_health_follows_the_heartbeat(tmp_path: Path) -> None:
     old = time.time() - 3 * 5 - 11
     os.utime(heartbeat, (old, old))
     assert run_agent("--check-health", OTTO_HEARTBEAT_FILE=str(heartbeat), OTTO_INTERVAL="5").returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"OTTO_MQTT_CA_FILE": "/nonexistent/ca.crt"}, "OTTO_MQTT_CA_FILE: cannot load /nonexistent/ca.crt"),
+        ({"OTTO_MQTT_CA_FILE": "/etc/hostname"}, "OTTO_MQTT_CA_FILE: cannot load /etc/hostname"),
+        ({"OTTO_MQTT_CERT_FILE": "/etc/hostname"}, "OTTO_MQTT_CERT_FILE and OTTO_MQTT_KEY_FILE go together"),
+        ({"OTTO_MQTT_TLS": "false", "OTTO_MQTT_TLS_INSECURE": "true"}, "need OTTO_MQTT_TLS=true"),
+    ],
+)
+def test_bad_tls_settings_exit_2_naming_the_variable(env: dict[str, str], expected: str, tmp_path: Path) -> None:
+    """Checked at start (not at the first connect), before the agent leaves root."""
+    result = run_agent(OTTO_HEARTBEAT_FILE=str(tmp_path / "hb"), DOCKER_HOST=f"unix://{tmp_path}/none.sock", **env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+
+
+def test_tls_is_the_default_on_port_8883() -> None:
+    settings = AgentSettings()
+    assert (settings.mqtt_tls, settings.mqtt_port_value) == (True, 8883)
+    assert AgentSettings(mqtt_tls=False).mqtt_port_value == 1883
+    assert AgentSettings(mqtt_port=9999).mqtt_port_value == 9999

@@ -260,3 +260,21 @@ def test_a_restored_restart_loop_is_not_resolved_before_its_window_has_passed_qu
     assert restarted.on_event(event("die", exit_code=1), NOW + 100) == []  # still looping: no new firing
     assert restarted.evaluate([], NOW + 320) == []  # that death was 220 s ago
     assert kinds(restarted.evaluate([], NOW + 401)) == [("resolved", "restart_loop", "web")]
+
+
+def test_the_broker_certificate_fires_under_its_days_and_resolves_when_renewed() -> None:
+    alerts = engine(broker_certificate={"days": 21})
+    assert alerts.evaluate([], NOW, certificate_days=None) == []  # not watched, or not read yet
+    assert alerts.evaluate([], NOW, certificate_days=22.0) == []
+    fired = alerts.evaluate([], NOW + 60, certificate_days=20.5)
+    assert kinds(fired) == [("firing", "broker_certificate", "broker")]
+    assert fired[0].alert.value == "20 days left"
+    assert "renew-server" in fired[0].alert.summary
+    assert alerts.evaluate([], NOW + 120, certificate_days=19.0) == []  # once
+    assert kinds(alerts.evaluate([], NOW + 180, certificate_days=824.9)) == [
+        ("resolved", "broker_certificate", "broker")
+    ]
+    expired = alerts.evaluate([], NOW + 240, certificate_days=-1.0)
+    assert expired[0].alert.value == "expired"
+    assert "has expired" in expired[0].alert.summary
+    assert engine(broker_certificate={"enabled": False}).evaluate([], NOW, certificate_days=1.0) == []
