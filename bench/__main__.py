@@ -28,7 +28,7 @@ FULL = {
     "repeats": 5,
     "naive_sample": 10,
     "footprint_window": 60.0,
-    "footprint_variants": ["auto", "api", "armv7"],
+    "footprint_variants": ["auto", "tls", "api", "armv7"],
     "ingest_messages": 60_000,
     "latency_seconds": 10.0,
     "scale_seconds": 60.0,
@@ -44,7 +44,7 @@ QUICK = {
     "repeats": 2,
     "naive_sample": 2,
     "footprint_window": 16.0,
-    "footprint_variants": ["auto"],
+    "footprint_variants": ["auto", "tls"],
     "ingest_messages": 20_000,
     "latency_seconds": 4.0,
     "scale_seconds": 10.0,
@@ -131,7 +131,12 @@ def table(results: dict[str, Any]) -> str:
     )
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per_cycle = next((r for r in results["cycle"] if r["containers"] == FOOTPRINT_CONTAINERS), None)
-    names = {"auto": "cgroups (default)", "api": "Engine API only", "armv7": "linux/arm/v7 under QEMU, cgroups"}
+    names = {
+        "auto": "cgroups (default), plain MQTT",
+        "tls": "cgroups, MQTT over TLS (8883)",
+        "api": "Engine API only",
+        "armv7": "linux/arm/v7 under QEMU, cgroups",
+    }
     for f in results["footprint"]:
         key = "agent_api_only" if f["variant"] == "api" else "agent"
         cycle_daemon = f"{per_cycle[key]['daemon_cpu'] / 5 * 100:.2f} %" if per_cycle else "n/a"
@@ -149,6 +154,14 @@ def table(results: dict[str, Any]) -> str:
             f"{_ratio(armv7['agent_cpu_percent'], native['agent_cpu_percent'])}, RSS "
             f"{_ratio(armv7['rss_mb'], native['rss_mb'])} (the emulated program's own memory)."
         )
+    if "auto" in by_variant and "tls" in by_variant:
+        plain, tls = by_variant["auto"], by_variant["tls"]
+        lines.append(
+            "\nMQTT over TLS against plain, same run: agent CPU "
+            f"{_ratio(tls['agent_cpu_percent'], plain['agent_cpu_percent'])} "
+            f"({tls['agent_cpu_percent']:.2f} % vs {plain['agent_cpu_percent']:.2f} %), RSS "
+            f"{_ratio(tls['rss_mb'], plain['rss_mb'])} ({tls['rss_mb']:.1f} vs {plain['rss_mb']:.1f} MiB)."
+        )
     i = results["ingest"]
     lines += ["", "3. Subscriber ingest (same broker, same load)", ""]
     lines.append(
@@ -160,6 +173,11 @@ def table(results: dict[str, Any]) -> str:
         f"| {i['lost'] + i['latency_lost']} of {i['published'] + i['latency_messages']:,} "
         f"| {i['latency_p50_ms']:.0f} ms | {i['latency_p99_ms']:.0f} ms |"
     )
+    if "subscriber_tls_rate_per_s" in i:
+        lines.append(
+            f"\nThe subscriber over TLS (8883) on the same burst: {i['subscriber_tls_rate_per_s']:,.0f} msg/s, "
+            f"{i['tls_vs_plain']:.2f} of plaintext, {i['tls_lost']} lost."
+        )
     s = results["scale"]
     lines += ["", "4. Scale check", ""]
     lines.append(

@@ -37,10 +37,12 @@ class Variant:
     stats: str  # OTTO_CONTAINER_STATS
     image: str = IMAGE
     platform: str | None = None
+    tls: bool = False  # MQTT over TLS to the broker's 8883, verifying it, as on a Pi by default
 
 
 VARIANTS = {
     "auto": Variant("auto", "auto"),
+    "tls": Variant("tls", "auto", tls=True),
     "api": Variant("api", "api"),
     "armv7": Variant("armv7", "auto", ARMV7_IMAGE, "linux/arm/v7"),
 }
@@ -102,13 +104,15 @@ def run(
                     "/proc": {"bind": "/hostfs/proc", "mode": "ro"},
                     "/sys": {"bind": "/hostfs/sys", "mode": "ro"},
                     "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"},
+                    **({str(broker.ca_file): {"bind": "/run/otto/ca.crt", "mode": "ro"}} if variant.tls else {}),
                 },
                 environment={
                     "OTTO_NODE_ID": "bench-node",
                     "OTTO_HOST_ROOT": "/hostfs",
                     "OTTO_MQTT_HOST": broker.host,
-                    "OTTO_MQTT_PORT": str(broker.port),
-                    "OTTO_MQTT_TLS": "false",
+                    "OTTO_MQTT_PORT": str(broker.tls_port if variant.tls else broker.port),
+                    "OTTO_MQTT_TLS": "true" if variant.tls else "false",
+                    **({"OTTO_MQTT_CA_FILE": "/run/otto/ca.crt"} if variant.tls else {}),
                     "OTTO_MQTT_USERNAME": "bench-node",
                     "OTTO_MQTT_PASSWORD": broker.password("bench-node"),
                     "OTTO_CONTAINER_STATS": variant.stats,

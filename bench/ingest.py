@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ssl
 import statistics
 import time
 from collections.abc import Sequence
@@ -57,6 +58,13 @@ class TimedStore(SqliteHistoryStore):
         return written
 
 
+def client_context(ca_file: Path | None) -> ssl.SSLContext:
+    """What the subscriber builds with OTTO_MQTT_CA_FILE (common.mqtt_settings): TLS 1.2+, verified."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def _plans(broker: Broker, publishers: int, **fields: Any) -> list[Plan]:
     nodes = list(range(SIMULATED_NODES))
     return [
@@ -97,11 +105,17 @@ def run(
 
         # 2. The subscriber on the same burst: first without fsync at commit (synchronous=NORMAL,
         # as before "acknowledged means on disk"), then as shipped, to measure what durability costs.
-        def burst(durable: bool) -> tuple[MetricsSubscriber, TimedStore, int, float, int]:
-            store = TimedStore(workdir / f"ingest-{'full' if durable else 'normal'}.db", durable=durable)
+        def burst(durable: bool, tls: bool = False) -> tuple[MetricsSubscriber, TimedStore, int, float, int]:
+            name = f"{'full' if durable else 'normal'}{'-tls' if tls else ''}"
+            store = TimedStore(workdir / f"ingest-{name}.db", durable=durable)
             subscriber = MetricsSubscriber(
                 BrokerConfig(
-                    broker.host, broker.port, "controlplane", broker.password("controlplane"), "bench-subscriber"
+                    host=broker.host,
+                    port=broker.tls_port if tls and broker.tls_port else broker.port,
+                    username="controlplane",
+                    password=broker.password("controlplane"),
+                    client_id=f"bench-subscriber-{name}",
+                    tls=client_context(broker.ca_file) if tls else None,
                 ),
                 FleetState(3.0),
                 store,
@@ -137,6 +151,11 @@ def run(
         subscriber.stop()
         store.close()
 
+        # 4. The same burst with the subscriber over TLS (the publishers stay plain: the subscriber's cost).
+        subscriber, store, tls_handled, tls_rate, tls_published = burst(durable=True, tls=True)
+        subscriber.stop()
+        store.close()
+
     def percentile(fraction: float) -> float:
         return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
 
@@ -159,4 +178,7 @@ def run(
         "latency_p50_ms": percentile(0.50),
         "latency_p99_ms": percentile(0.99),
         "latency_mean_ms": statistics.fmean(latencies) * 1000 if latencies else None,
+        "subscriber_tls_rate_per_s": tls_rate,
+        "tls_vs_plain": tls_rate / sub_rate,
+        "tls_lost": tls_published - tls_handled,
     }

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from contract.topics import NODE_ID_PATTERN
+from subscriber.access.gate import STILL_ALLOWED
 from subscriber.summaries import FleetSummaries
 
 TICK_SECONDS = 0.25
@@ -39,7 +40,9 @@ def changes(sent: dict[str, str], current: dict[str, str]) -> tuple[list[str], l
 async def _stream(request: Request, snapshot: Callable[[], dict[str, str]], name: str) -> AsyncIterator[bytes]:
     sent: dict[str, str] = {}
     quiet = 0.0
-    while not await request.is_disconnected():
+    # Set by the access gate: the stream ends when its login or token does (logged out, revoked).
+    allowed: Callable[[], bool] = getattr(request.state, STILL_ALLOWED, lambda: True)
+    while not await request.is_disconnected() and allowed():
         current = await run_in_threadpool(snapshot)
         changed, removed = changes(sent, current)
         if changed or removed:

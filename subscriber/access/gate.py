@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import time
+from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
@@ -31,6 +32,10 @@ COOKIE = "otto_session"
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout"})
 OPEN_PREFIXES = ("/static/",)
 READ_METHODS = frozenset({"GET", "HEAD"})
+#: ``request.state`` attribute: a callable telling a long response (the live streams) whether the
+#: session or token it started with is still good, so logging out or revoking ends open streams too.
+STILL_ALLOWED = "still_allowed"
+RECHECK_SECONDS = 10.0
 MAX_FORM_BYTES = 4096
 
 
@@ -85,19 +90,34 @@ class AccessGate:
         now = time.time()
         authorization = headers.get("authorization", "")
         if authorization[:7].lower() == "bearer ":
-            name = self.store.token_name(authorization[7:].strip(), now)
+            token = authorization[7:].strip()
+            name = self.store.token_name(token, now)
             if name is None:
                 await self._deny(scope, receive, send, headers, "invalid token")
             elif scope.get("method") not in READ_METHODS:
                 await _json(send, 403, {"detail": "API tokens may only read (GET, HEAD)"})
             else:
+                self._remember(scope, lambda at: self.store.token_name(token, at) is not None)
                 await self.app(scope, receive, send)
             return
         session = session_of(headers.get("cookie", ""))
         if session is not None and self.store.session_valid(session, now):
+            self._remember(scope, lambda at: self.store.session_valid(session, at))
             await self.app(scope, receive, send)
             return
         await self._deny(scope, receive, send, headers, "authentication required")
+
+    @staticmethod
+    def _remember(scope: Scope, valid: Callable[[float], bool]) -> None:
+        checked = [time.time(), True]
+
+        def still_allowed() -> bool:
+            now = time.time()
+            if now - checked[0] >= RECHECK_SECONDS:
+                checked[:] = [now, valid(now)]
+            return bool(checked[1])
+
+        scope.setdefault("state", {})[STILL_ALLOWED] = still_allowed
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], why: str) -> None:
         if scope.get("method") == "GET" and "text/html" in headers.get("accept", ""):

@@ -23,7 +23,7 @@ from playwright.sync_api import sync_playwright
 
 from subscriber.homeassistant.catalog import NODE_ENTITIES
 from tests.support.agent_process import AgentProcess
-from tests.support.broker import Broker, start_broker
+from tests.support.broker import PUBLIC_HOST, Broker, share_with_broker, start_broker
 from tests.support.browser import CHROMIUM, FLAGS, require_browser
 from tests.support.home_assistant import HomeAssistant, build_image, wait
 from tests.support.mqtt import Recorder
@@ -56,6 +56,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("homeassistant")
     name = f"otto-ha-web-{uuid.uuid4().hex[:6]}"
     with start_broker(workdir, nodes=[NODE]) as broker, contextlib.ExitStack() as cleanup:
+        # OTTO_PUBLIC_HOST as the README says: the name Home Assistant reaches the broker by.
+        pki = broker.pki(public_host=f"{PUBLIC_HOST},host.docker.internal")
+        pki.setup_server(pki.ca(), force=True)
+        share_with_broker(broker.tls_dir)
+        broker.reload()
         broker.add_homeassistant()
         cleanup.callback(subprocess.run, ["docker", "rm", "-f", name], capture_output=True, timeout=60)
         subprocess.run(["docker", "run", "-d", "--name", name, "busybox:1.36", "sleep", "3600"], check=True,

@@ -89,13 +89,25 @@ class HomeAssistant:
         self.post("/api/onboarding/integration", {"client_id": client_id, "redirect_uri": redirect})
 
     def _add_mqtt(self) -> None:
-        flow = self.post("/api/config/config_entries/flow", {"handler": "mqtt", "show_advanced_options": False})
-        done = self.post(
-            f"/api/config/config_entries/flow/{flow['flow_id']}",
-            {"broker": "host.docker.internal", "port": self.broker.port, "username": "homeassistant",
-             "password": self.broker.password("homeassistant")},
-        )  # fmt: skip
-        assert done.get("type") == "create_entry", done
+        """The README's steps: the MQTT integration over TLS (8883), the control plane's CA uploaded
+        as a custom CA (Advanced options), the add-homeassistant credential."""
+        assert self.broker.tls_port is not None
+        assert self.broker.ca_file is not None
+        upload = requests.post(
+            f"{self.url}/api/file_upload",
+            files={"file": ("otto-ca.crt", self.broker.ca_file.read_bytes(), "application/x-pem-file")},
+            headers=self._auth,
+            timeout=30,
+        )
+        upload.raise_for_status()
+        flow = self.post("/api/config/config_entries/flow", {"handler": "mqtt", "show_advanced_options": True})
+        path = f"/api/config/config_entries/flow/{flow['flow_id']}"
+        basic = {"broker": "host.docker.internal", "port": self.broker.tls_port, "username": "homeassistant",
+                 "password": self.broker.password("homeassistant")}  # fmt: skip
+        step = self.post(path, {**basic, "advanced_options": True})
+        assert step.get("type") == "form", step  # the advanced options
+        step = self.post(path, {**basic, "set_ca_cert": "custom", "certificate": upload.json()["file_id"]})
+        assert step.get("type") == "create_entry", step
 
     @property
     def _auth(self) -> dict[str, str]:

@@ -125,7 +125,7 @@ def test_check_health_follows_the_heartbeat(tmp_path: Path) -> None:
         ({"OTTO_MQTT_CA_FILE": "/nonexistent/ca.crt"}, "OTTO_MQTT_CA_FILE: cannot load /nonexistent/ca.crt"),
         ({"OTTO_MQTT_CA_FILE": "/etc/hostname"}, "OTTO_MQTT_CA_FILE: cannot load /etc/hostname"),
         ({"OTTO_MQTT_CERT_FILE": "/etc/hostname"}, "OTTO_MQTT_CERT_FILE and OTTO_MQTT_KEY_FILE go together"),
-        ({"OTTO_MQTT_TLS": "false", "OTTO_MQTT_TLS_INSECURE": "true"}, "need OTTO_MQTT_TLS=true"),
+        ({"OTTO_MQTT_TLS": "false", "OTTO_MQTT_TLS_INSECURE": "true"}, "needs OTTO_MQTT_TLS=true"),
     ],
 )
 def test_bad_tls_settings_exit_2_naming_the_variable(env: dict[str, str], expected: str, tmp_path: Path) -> None:

@@ -42,11 +42,11 @@ def test_gauges_follow_probes_and_a_failure_keeps_the_last_expiry() -> None:
     watch = BrokerCertificateWatch("mosquitto:8883", registry, fetch=fetch)
     assert watch.days_left() is None
     watch.check()
-    assert registry.get_sample_value("otto_broker_certificate_days_left") == pytest.approx(20, abs=0.01)
+    assert registry.get_sample_value("otto_broker_certificate_days_left") == pytest.approx(20, abs=0.05)
     assert registry.get_sample_value("otto_broker_certificate_probe_success") == 1
     failed = watch.check()
     assert failed.error == "Connection refused"
     assert registry.get_sample_value("otto_broker_certificate_probe_success") == 0
     days = watch.days_left()
     assert days is not None
-    assert days == pytest.approx(20, abs=0.01)  # still alerting on what was last served
+    assert days == pytest.approx(20, abs=0.05)  # still alerting on what was last served

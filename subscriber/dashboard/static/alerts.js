@@ -1,12 +1,13 @@
 // Active alerts (fleet and node pages) and a node's container events, polled from the API.
 // Every string that came from a node goes into the page through textContent (el), never as markup.
-import { ago, el, localTime } from "./common.js";
+import { ago, el, localTime, toLogin } from "./common.js";
 
 const POLL_MS = 5000;
 
 async function getJson(url) {
   const response = await fetch(url, { headers: { accept: "application/json" } });
   if (response.status === 404) return null; // alerts off, or no history on this subscriber
+  if (response.status === 401) return toLogin();
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }

@@ -69,13 +69,31 @@ export const MEMORY_CGROUP_FIX =
   "cgroup_enable=memory cgroup_memory=1 to the single line of /boot/firmware/cmdline.txt " +
   "(/boot/cmdline.txt before Bookworm) and reboot.";
 
+// The login ended (logged out elsewhere, expired, a new password): back to the login page, then here.
+export function toLogin() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
 // An EventSource that reports its state to `onState(connected)` and hands each event's JSON to `onData`.
+// The browser gives up on a stream answered with an error status (CLOSED): if that was a 401, log in
+// again; otherwise try again a little later, as it does by itself after a dropped connection.
 export function follow(url, eventName, onData, onState) {
-  const source = new EventSource(url);
-  source.addEventListener(eventName, (e) => onData(JSON.parse(e.data)));
-  source.addEventListener("open", () => onState(true));
-  source.addEventListener("error", () => onState(false));
-  return source;
+  let source;
+  const open = () => {
+    source = new EventSource(url);
+    source.addEventListener(eventName, (e) => onData(JSON.parse(e.data)));
+    source.addEventListener("open", () => onState(true));
+    source.addEventListener("error", () => {
+      onState(false);
+      if (source.readyState !== EventSource.CLOSED) return;
+      fetch(url, { method: "HEAD" }).then((response) => {
+        if (response.status === 401) toLogin();
+        else setTimeout(open, 3000);
+      }, () => setTimeout(open, 3000));
+    });
+  };
+  open();
+  return { close: () => source.close() };
 }
 
 export function connectionBadge(node, connected) {

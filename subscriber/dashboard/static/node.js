@@ -1,7 +1,7 @@
 // One node: live facts and containers (/api/nodes/{id}/live), charts from the tiers (/series).
 import {
   celsius, compare, connectionBadge, duration, el, follow, localTime, mib, MEMORY_CGROUP_FIX, num, percent,
-  rate, sortableHeaders,
+  rate, sortableHeaders, toLogin,
 } from "./common.js";
 import { followAlerts, followEvents } from "./alerts.js";
 
@@ -137,6 +137,7 @@ async function loadChart(def, gen) {
     start: start.toISOString(), end: end.toISOString(), points: String(Math.min(1500, Math.max(10, width))),
   });
   const response = await fetch(`${api}/series?${query}`);
+  if (response.status === 401) return toLogin();
   if (gen !== generation) return;
   if (!response.ok) {
     box.dataset.state = "error";
@@ -310,6 +311,7 @@ function start() {
 
 // A node the subscriber does not know (a typo, or forgotten after the retention) gets a plain answer.
 fetch(api).then((response) => {
+  if (response.status === 401) return toLogin();
   document.querySelector("#node-id").textContent = nodeId;
   if (response.status === 404) {
     document.querySelector("#conn").textContent = "";
