@@ -106,7 +106,10 @@ class HomeAssistant:
                  "password": self.broker.password("homeassistant")}  # fmt: skip
         step = self.post(path, {**basic, "advanced_options": True})
         assert step.get("type") == "form", step  # the advanced options
-        step = self.post(path, {**basic, "set_ca_cert": "custom", "certificate": upload.json()["file_id"]})
+        custom = {**basic, "set_ca_cert": "custom"}
+        step = self.post(path, custom)
+        assert step.get("type") == "form", step  # now asking for the CA file
+        step = self.post(path, {**custom, "certificate": upload.json()["file_id"]})
         assert step.get("type") == "create_entry", step
 
     @property
@@ -115,7 +118,7 @@ class HomeAssistant:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         answer = requests.post(f"{self.url}{path}", json=body, headers=self._auth, timeout=30)
-        answer.raise_for_status()
+        assert answer.ok, f"{path}: HTTP {answer.status_code}: {answer.text[:500]}"
         return answer.json()
 
     def states(self) -> dict[str, dict[str, Any]]:
