@@ -58,7 +58,14 @@ class MqttSettings(EnvSettings):
         Raises ValueError naming the variable when a file cannot be read or holds no certificate/key.
         """
         if not self.mqtt_tls:
-            log.warning("MQTT without TLS (OTTO_MQTT_TLS=false): credentials and metrics cross the network in clear")
+            # A Compose service name or the loopback: the local network of one machine; anything else
+            # is a network others may share.
+            local = "." not in self.mqtt_host or self.mqtt_host.startswith("127.") or self.mqtt_host == "::1"
+            log.log(
+                logging.INFO if local else logging.WARNING,
+                "MQTT without TLS to %s (OTTO_MQTT_TLS=false): credentials and metrics cross the network in clear",
+                self.mqtt_host,
+            )
             return None
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

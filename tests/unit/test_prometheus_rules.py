@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from subscriber.alerts.service import AlertCounters
+from subscriber.broker_certificate import BrokerCertificateWatch
 from subscriber.prometheus import FleetCollector, SubscriberCounters
 from subscriber.state import FleetState
 from tests.support.messages import container, container_batch, node_metrics, status
@@ -30,6 +31,7 @@ def exposed() -> set[str]:
     registry = CollectorRegistry()
     SubscriberCounters(registry)
     AlertCounters(registry)
+    BrokerCertificateWatch("mosquitto:8883", registry)
     registry.register(FleetCollector(state, grace=1e12))
     text = generate_latest(registry).decode()
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
