@@ -148,13 +148,14 @@ def run(
         expected = sum(r["acked"] for r in latency_reports)
         _wait(lambda: store.committed - before >= expected, 60)
         latencies = sorted(store.latencies)
+        latency_lost = expected - (store.committed - before)
         subscriber.stop()
         store.close()
 
         # 4. The same burst with the subscriber over TLS (the publishers stay plain: the subscriber's cost).
-        subscriber, store, tls_handled, tls_rate, tls_published = burst(durable=True, tls=True)
-        subscriber.stop()
-        store.close()
+        tls_subscriber, tls_store, tls_handled, tls_rate, tls_published = burst(durable=True, tls=True)
+        tls_subscriber.stop()
+        tls_store.close()
 
     def percentile(fraction: float) -> float:
         return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
@@ -174,7 +175,7 @@ def run(
         "durable_vs_without_fsync": sub_rate / normal_rate,
         "latency_rate_per_s": latency_rate,
         "latency_messages": len(latencies),
-        "latency_lost": expected - (store.committed - before),
+        "latency_lost": latency_lost,
         "latency_p50_ms": percentile(0.50),
         "latency_p99_ms": percentile(0.99),
         "latency_mean_ms": statistics.fmean(latencies) * 1000 if latencies else None,

@@ -168,6 +168,7 @@ class Guest:
             "OTTO_AGENT_IMAGE": AGENT_IMAGE,
             "OTTO_PULL_POLICY": "never",
             "OTTO_NODE_ID": "v2-guest",
+            "OTTO_MQTT_PASSWORD_FILE": "",  # --once publishes nothing: no bundle on the guest
         }
         extra = [arg for key, value in (settings or {}).items() for arg in ("-e", f"{key}={value}")]
         command = ["docker", "compose", "-f", "compose.rpi.yaml", "run", "--rm", "--no-deps", "-T", *extra, "agent"]
