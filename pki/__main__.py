@@ -94,7 +94,13 @@ class Authority:
         folder = self.settings.pki_provided_dir
         for cert_name, key_name in PROVIDED_PAIRS:
             if (folder / cert_name).is_file() and (folder / key_name).is_file():
-                chain, key = (folder / cert_name).read_bytes(), (folder / key_name).read_bytes()
+                try:
+                    chain, key = (folder / cert_name).read_bytes(), (folder / key_name).read_bytes()
+                except OSError as exc:
+                    fail(
+                        f"{folder}: cannot read {cert_name} / {key_name} ({exc.strerror}): otto-pki runs as uid "
+                        f"1883, e.g. chgrp 1883 {key_name} && chmod 0640 {key_name}"
+                    )
                 try:
                     leaf = x509.load_pem_x509_certificates(chain)[0]
                     private = serialization.load_pem_private_key(key, password=None)

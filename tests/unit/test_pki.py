@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -156,3 +157,20 @@ def test_cli_issue_client_needs_a_broker_user_and_prints_a_bundle(
     assert "OTTO_MQTT_HOST=pi-hub.lan" in out
     assert [r.node_id for r in auth.store.clients()] == ["pi-1"]
     assert "BEGIN PRIVATE KEY" not in "".join(p.read_text() for p in (tmp_path / "ca").iterdir() if p.name != "ca.key")
+
+
+def test_a_provided_key_it_cannot_read_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init(make(tmp_path))
+    theirs = authority.make_server_cert(authority.make_ca(NOW, "a public CA"), ["mqtt.example.org"], NOW)
+    (tmp_path / "provided" / "server.crt").write_bytes(theirs.cert_pem())
+    key = tmp_path / "provided" / "server.key"
+    if os.geteuid() == 0:  # root reads any mode: a regular file whose read fails instead
+        key.symlink_to("/proc/self/mem")
+    else:
+        key.write_bytes(theirs.key_pem())
+        key.chmod(0)
+    with pytest.raises(SystemExit):
+        init(make(tmp_path))
+    err = capsys.readouterr().err
+    assert "cannot read server.crt / server.key" in err
+    assert "1883" in err
