@@ -31,8 +31,7 @@ CUSTOM_SLICE = "otto-test.slice"
 ROLES = {"cpu", "mem", "memlimit", "disk", "server", "client", "pids", "parented"}
 
 
-@pytest.fixture(scope="module")
-def loads(guest: Guest) -> Iterator[LoadContainers]:
+def start_loads(guest: Guest) -> LoadContainers:
     load = LoadContainers(guest.client)
     try:
         load.run("cpu", RESIDENT + "while :; do :; done", nano_cpus=500_000_000)  # --cpus 0.5
@@ -56,6 +55,16 @@ def loads(guest: Guest) -> Iterator[LoadContainers]:
         load.run("parented", RESIDENT + "sleep 3600", cgroup_parent=CUSTOM_SLICE)
         for container, marker in ((mem, "filled"), (memlimit, "filled"), (disk, "written"), (client, "fetched")):
             wait_for_log(container, marker, timeout=120)
+    except BaseException:
+        load.close()
+        raise
+    return load
+
+
+@pytest.fixture(scope="module")
+def loads(guest: Guest) -> Iterator[LoadContainers]:
+    load = guest.survive(lambda: start_loads(guest))
+    try:
         yield load
     finally:
         load.close()

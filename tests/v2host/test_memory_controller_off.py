@@ -19,8 +19,7 @@ from tests.support.v2_host import CLI_CPU_POINTS, Guest
 KERNEL_APPEND = "cgroup_disable=memory"
 
 
-@pytest.fixture(scope="module")
-def loads(guest: Guest) -> Iterator[LoadContainers]:
+def start_loads(guest: Guest) -> LoadContainers:
     load = LoadContainers(guest.client)
     try:
         load.run("cpu", "while :; do :; done", nano_cpus=500_000_000)
@@ -28,6 +27,16 @@ def loads(guest: Guest) -> Iterator[LoadContainers]:
             "shm", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 && echo filled; sleep 3600", shm_size="128m"
         )
         wait_for_log(filled, "filled", timeout=120)
+    except BaseException:
+        load.close()
+        raise
+    return load
+
+
+@pytest.fixture(scope="module")
+def loads(guest: Guest) -> Iterator[LoadContainers]:
+    load = guest.survive(lambda: start_loads(guest))
+    try:
         yield load
     finally:
         load.close()
