@@ -25,6 +25,8 @@ MOSQUITTO_UID = "1883:1883"
 MOSQUITTO_GID = 1883
 #: The names the test broker's certificate carries, as OTTO_PUBLIC_HOST would give them.
 PUBLIC_HOST = "broker.otto.test"
+#: What Mosquitto logs once its listeners are open.
+RUNNING = " running"
 
 
 def free_port() -> int:
@@ -125,10 +127,15 @@ class Broker(BrokerAddress):
         self.container.get_wrapped_container().kill(signal="SIGHUP")
         time.sleep(0.5)
 
-    def restart(self) -> None:
+    def restart(self, timeout: float = 30.0) -> None:
+        """Restart and wait for the broker itself: Docker's port proxy accepts connections before it runs."""
+        started = self.logs().count(RUNNING)
         self.container.get_wrapped_container().restart(timeout=5)
-        for port in (self.port, self.tls_port, self.mtls_port):
-            wait_until_listening(self.host, port or self.port)
+        deadline = time.monotonic() + timeout
+        while self.logs().count(RUNNING) <= started:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the broker did not come back:\n{self.logs()[-2000:]}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         self.container.get_wrapped_container().stop(timeout=5)
