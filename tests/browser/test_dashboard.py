@@ -18,13 +18,13 @@ from typing import Any
 
 import docker
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from contract import to_payload
 from contract.topics import container_metrics_topic, events_topic, node_metrics_topic, status_topic
 from tests.support.agent_process import AgentProcess
 from tests.support.broker import Broker, start_broker
-from tests.support.browser import CHROMIUM, FLAGS, Watch, require_browser, watched
+from tests.support.browser import Watch, require_browser, watched
 from tests.support.docker_gate import require_docker
 from tests.support.history import CONTAINERS, seed
 from tests.support.load import LoadContainers, wait_until
@@ -111,15 +111,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             subscriber.kill()
             load.close()
             client.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.support.broker import start_broker
-from tests.support.browser import CHROMIUM, FLAGS, require_browser, watched
+from tests.support.browser import require_browser, watched
 from tests.support.docker_gate import require_docker
 from tests.support.subscriber_process import SubscriberProcess
 
@@ -30,15 +30,6 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SubscriberProce
             yield subscriber
         finally:
             subscriber.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_log_in_from_a_deep_link_with_a_strict_http_only_cookie_then_log_out(
