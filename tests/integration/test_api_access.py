@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,22 @@ def test_auth_off_says_so_at_every_start(broker: Broker, tmp_path: Path) -> None
         assert "OTTO_AUTH=false" in subscriber.logs()
     finally:
         subscriber.kill()
+
+
+def test_a_huge_login_body_is_refused_unread_and_parallel_guesses_get_no_extra_tries(
+    locked: SubscriberProcess,
+) -> None:
+    # An unauthenticated peer announcing 8 MiB: answered before the body is read (it never sends it).
+    with socket.create_connection(("127.0.0.1", locked.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 8388608\r\n\r\npassword=x"
+        )
+        assert raw.recv(64).startswith(b"HTTP/1.1 413")
+    chunked = b"password=" + b"x" * 8192  # no Content-Length to go by: cut off at the limit
+    assert call(locked.port, "/login", "POST", {"content-type": "application/x-www-form-urlencoded"}, chunked)[0] == 413
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(lambda n: login(locked.port, f"parallel-{n}")[0], range(20)))
+    assert statuses.count(401) <= 5  # guessing in parallel buys nothing over guessing in a row
+    assert statuses.count(429) >= 15
+    assert call(locked.port, "/healthz")[0] == 200
