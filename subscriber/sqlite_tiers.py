@@ -34,7 +34,7 @@ _STATS = ("n", "sum", "min", "max")
 
 
 @dataclass(frozen=True, slots=True)
-class _Table:
+class TierTable:
     """One rolled-up table: its raw source, key columns and fields."""
 
     name: str
@@ -43,9 +43,9 @@ class _Table:
     fields: tuple[TierField, ...]
 
 
-NODES = _Table("node_rollups", "node_samples", (), NODE_TIER_FIELDS)
-CONTAINERS = _Table("container_rollups", "container_samples", ("container_name",), CONTAINER_TIER_FIELDS)
-CORES = _Table("core_rollups", "node_samples", ("core",), (TierField("cpu", Kind.GAUGE, "%"),))
+NODES = TierTable("node_rollups", "node_samples", (), NODE_TIER_FIELDS)
+CONTAINERS = TierTable("container_rollups", "container_samples", ("container_name",), CONTAINER_TIER_FIELDS)
+CORES = TierTable("core_rollups", "node_samples", ("core",), (TierField("cpu", Kind.GAUGE, "%"),))
 TABLES = (NODES, CONTAINERS, CORES)
 
 
@@ -56,7 +56,7 @@ class SeriesRows:
     rows: list[tuple[int, str | None, list[float | None]]]
 
 
-def _columns(table: _Table) -> list[str]:
+def stat_columns(table: TierTable) -> list[str]:
     return [f"{f.name}_{s}" for f in table.fields for s in _STATS]
 
 
@@ -66,7 +66,7 @@ def migrate(db: sqlite3.Connection) -> None:
     for table in TABLES:
         keys = "".join(f"{k} {'INTEGER' if k == 'core' else 'TEXT'} NOT NULL, " for k in table.keys)
         stats = ", ".join(
-            f"{c} {'INTEGER NOT NULL DEFAULT 0' if c.endswith('_n') else 'NUMERIC'}" for c in _columns(table)
+            f"{c} {'INTEGER NOT NULL DEFAULT 0' if c.endswith('_n') else 'NUMERIC'}" for c in stat_columns(table)
         )
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {table.name} (tier INTEGER NOT NULL, node_id TEXT NOT NULL, "
@@ -75,7 +75,7 @@ def migrate(db: sqlite3.Connection) -> None:
         )
         db.execute(f"CREATE INDEX IF NOT EXISTS {table.name}_age ON {table.name} (tier, bucket)")
         existing = {row[1] for row in db.execute(f"PRAGMA table_info({table.name})")}
-        for column in _columns(table):
+        for column in stat_columns(table):
             if column not in existing:
                 kind = "INTEGER NOT NULL DEFAULT 0" if column.endswith("_n") else "NUMERIC"
                 db.execute(f"ALTER TABLE {table.name} ADD COLUMN {column} {kind}")
@@ -122,7 +122,7 @@ def maintain(
             "WHERE tier = ? AND bucket - bucket % ? <= ? GROUP BY b ORDER BY b",
             (size, mark_tier, size, closed),
         ).fetchall()
-        for start, end, buckets in _windows(crowds, size):
+        for start, end, buckets in windows(crowds, size):
             nodes = [
                 node_id
                 for (node_id,) in db.execute(
@@ -156,7 +156,7 @@ def maintain(
     return done, True
 
 
-def _windows(crowds: list[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
+def windows(crowds: list[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
     """``(bucket, dirty nodes)`` in bucket order, grouped into ``(start, end, buckets)`` windows of
     at most ``UNIT_MARKS`` marks (a crowded bucket alone) and at most a day wide."""
     windows: list[tuple[int, int, int]] = []
@@ -173,9 +173,9 @@ def _windows(crowds: list[tuple[int, int]], size: int) -> list[tuple[int, int, i
 
 
 def _recompute(
-    db: sqlite3.Connection, table: _Table, source: Tier | None, target: Tier, start: int, end: int, nodes: list[str]
+    db: sqlite3.Connection, table: TierTable, source: Tier | None, target: Tier, start: int, end: int, nodes: list[str]
 ) -> None:
-    columns = _columns(table)
+    columns = stat_columns(table)
     keys = ", ".join(("node_id", *table.keys))
     insert = f"INSERT OR REPLACE INTO {table.name} (tier, bucket, {keys}, {', '.join(columns)}) "
     placeholders = ", ".join("?" * len(nodes))  # at most UNIT_MARKS: well under SQLite's parameter limit
@@ -196,7 +196,7 @@ def _recompute(
     db.execute(f"{insert} SELECT ?, {bucket} AS b, {keys}, {select} {frm} GROUP BY b, {keys}", params)
 
 
-def _raw_source(table: _Table) -> str:
+def _raw_source(table: TierTable) -> str:
     """Raw rows of a table; per-core figures come out of the JSON list in each node row."""
     if table is CORES:
         return (
@@ -240,7 +240,7 @@ def _expression(f: TierField, stat: str, raw: bool) -> str:
 
 def read(
     db: sqlite3.Connection,
-    table: _Table,
+    table: TierTable,
     res: Resolution,
     node_id: str,
     columns: Sequence[tuple[TierField, str]],

@@ -86,6 +86,20 @@ CONTAINER_SERIES_FIELDS = _columns(ContainerMetrics, NUMERIC, set())
 CONTAINER_TEXT_FIELDS = ["container_id", "image", "state", "health"]
 
 
+def column_kind(column: str) -> type:
+    """The Python type of a stored node, agent or container column (int, float, bool or str)."""
+    agent = column.startswith("agent_")
+    model: type[BaseModel]
+    for model, name in (
+        ((AgentStats, column.removeprefix("agent_")),) if agent else ((NodeMetrics, column), (ContainerMetrics, column))
+    ):
+        field = model.model_fields.get(name)
+        kind = _scalar_type(field.annotation) if field is not None else None
+        if kind is not None:
+            return kind
+    return float  # derived columns: rates and cycles lost
+
+
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -117,7 +131,7 @@ class Series:
 SeriesRows = sqlite_tiers.SeriesRows
 #: Which rows a bucketed read covers: the node's own, each container's, or each core's.
 Scope = typing.Literal["node", "containers", "cores"]
-_TABLES = {"node": sqlite_tiers.NODES, "containers": sqlite_tiers.CONTAINERS, "cores": sqlite_tiers.CORES}
+SCOPE_TABLES = {"node": sqlite_tiers.NODES, "containers": sqlite_tiers.CONTAINERS, "cores": sqlite_tiers.CORES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,9 +295,9 @@ class SqliteHistoryStore:
         events: Sequence[ContainerEvent] = (),
     ) -> Written:
         with self._transaction() as db:
-            node_rows = [(*_node_row(m), *self._node_derived(db, m)) for m in nodes]
+            node_rows = [(*node_row(m), *self._node_derived(db, m)) for m in nodes]
             container_rows = [
-                (*_container_row(b, ts, c), *self._container_derived(db, b.node_id, ts, c))
+                (*container_row(b, ts, c), *self._container_derived(db, b.node_id, ts, c))
                 for b in batches
                 for ts in (to_ms(b.timestamp),)
                 for c in b.containers
@@ -383,7 +397,7 @@ class SqliteHistoryStore:
         end: datetime,
         res: Resolution,
     ) -> SeriesRows:
-        return sqlite_tiers.read(self._reader(), _TABLES[scope], res, node_id, columns, to_ms(start), to_ms(end))
+        return sqlite_tiers.read(self._reader(), SCOPE_TABLES[scope], res, node_id, columns, to_ms(start), to_ms(end))
 
     def recent_health(self, since: datetime) -> dict[str, RecentHealth]:
         # Closed quarter hours from the 15-minute tier, the minutes after them from the 1-minute
@@ -504,7 +518,7 @@ def _insert(table: str, columns: list[str]) -> str:
     return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
 
 
-def _node_row(message: NodeMetrics) -> tuple[Any, ...]:
+def node_row(message: NodeMetrics) -> tuple[Any, ...]:
     agent = message.agent
     return (
         message.node_id,
@@ -515,7 +529,7 @@ def _node_row(message: NodeMetrics) -> tuple[Any, ...]:
     )
 
 
-def _container_row(batch: ContainerMetricsBatch, ts: int, container: ContainerMetrics) -> tuple[Any, ...]:
+def container_row(batch: ContainerMetricsBatch, ts: int, container: ContainerMetrics) -> tuple[Any, ...]:
     return (
         batch.node_id,
         container.container_name,

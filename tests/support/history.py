@@ -11,13 +11,15 @@ import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar, overload
 
 from contract import ContainerMetricsBatch, NodeMetrics
 from subscriber.state import NodeView
-from subscriber.store import SqliteHistoryStore
+from subscriber.store import HistoryStore, SqliteHistoryStore
 from tests.support.messages import container, container_batch, node_metrics
 
 CONTAINERS = ("web", "db", "cache")
+StoreT = TypeVar("StoreT", bound=HistoryStore)
 
 
 def sample_times(now: datetime, days: float, recent: timedelta) -> Iterator[tuple[datetime, float]]:
@@ -74,9 +76,15 @@ def messages(
     return nodes, batches
 
 
-def seed(path: Path, node_ids: list[str], now: datetime, days: float = 400) -> SqliteHistoryStore:
-    """Write each node's history and bring the tiers up to date as of ``now``; the open store."""
-    store = SqliteHistoryStore(path)
+@overload
+def seed(store: Path, node_ids: list[str], now: datetime, days: float = 400) -> SqliteHistoryStore: ...
+@overload
+def seed(store: StoreT, node_ids: list[str], now: datetime, days: float = 400) -> StoreT: ...
+def seed(store: Path | HistoryStore, node_ids: list[str], now: datetime, days: float = 400) -> HistoryStore:
+    """Write each node's history into ``store`` (or a new SQLite file) and bring the tiers up to date
+    as of ``now``; the open store."""
+    if isinstance(store, Path):
+        store = SqliteHistoryStore(store)
     for node_id in node_ids:
         nodes, batches = messages(node_id, now, days)
         last = nodes[-1].timestamp.timestamp()

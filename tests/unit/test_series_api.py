@@ -17,16 +17,25 @@ from prometheus_client import CollectorRegistry
 from subscriber.api import Liveness, create_app
 from subscriber.dashboard import STATIC
 from subscriber.live import changes, event
+from subscriber.postgres_store import PostgresHistoryStore
 from subscriber.state import FleetState
-from subscriber.store import SqliteHistoryStore
+from subscriber.store import HistoryStore
+from tests.conftest import StoreOpener
 from tests.support.history import CONTAINERS, seed
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    store = seed(tmp_path_factory.mktemp("series") / "h.db", ["pi-history"], NOW)
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.docker)])
+def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The API on a year of history, in SQLite and in PostgreSQL."""
+    store: HistoryStore
+    if request.param == "postgres":
+        store = seed(
+            PostgresHistoryStore(request.getfixturevalue("postgres_server").new_database()), ["pi-history"], NOW
+        )
+    else:
+        store = seed(tmp_path_factory.mktemp("series") / "h.db", ["pi-history"], NOW)
     state = FleetState(stale_after=3.0)
     for view in store.latest_views():
         state.restore(view)
@@ -90,8 +99,8 @@ def test_counts_are_summed_and_rates_come_from_counters(client: TestClient) -> N
     assert {round(v) for v in sent["values"] if v is not None} == {12_000}  # the seed sends 12 kB/s
 
 
-def test_a_silence_is_a_gap_not_a_line(client: TestClient, tmp_path: Path) -> None:
-    store = SqliteHistoryStore(tmp_path / "gap.db")
+def test_a_silence_is_a_gap_not_a_line(open_store: StoreOpener) -> None:
+    store = open_store("gap")
     from tests.support.messages import node_metrics  # noqa: PLC0415
 
     start = NOW - timedelta(minutes=30)

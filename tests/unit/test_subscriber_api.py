@@ -18,15 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from subscriber.api import Liveness, create_app
 from subscriber.prometheus import FleetCollector, SubscriberCounters
 from subscriber.state import FleetState
-from subscriber.store import SqliteHistoryStore
+from tests.conftest import StoreOpener
 from tests.support.messages import T0, container, container_batch, node_metrics, status, ticks
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
+def client(open_store: StoreOpener) -> Iterator[TestClient]:
+    """The API on a small fleet, its history in SQLite and in PostgreSQL."""
     now = time.time()
     state = FleetState(stale_after=3.0)
-    store = SqliteHistoryStore(tmp_path / "h.db")
+    store = open_store()
     nodes = [node_metrics(at=t, cycle=i + 1, cpu_percent=10.0 + i) for i, t in enumerate(ticks(4))]
     batches = [
         container_batch(at=t, containers=[container("web", cpu_percent=float(i))]) for i, t in enumerate(ticks(4))
@@ -43,7 +44,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(state, store, registry, lambda: Liveness({"worker": True, "mqtt": True}, True, None))
     with TestClient(app) as test_client:
         yield test_client
-    store.close()
 
 
 def test_list_nodes(client: TestClient) -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from subscriber.postgres_store import PostgresHistoryStore
 from subscriber.rollup import CONTAINER_TIER_FIELDS, DEFAULT_TIERS, NODE_TIER_FIELDS, Resolution, Retention
 from subscriber.sqlite_tiers import CORES
 from subscriber.store import SqliteHistoryStore, to_ms
+from tests.conftest import AnyStore, StoreOpener
 from tests.support.messages import T0, container, container_batch, node_metrics, ticks
 
 NODE = {f.name: f for f in NODE_TIER_FIELDS}
@@ -24,8 +26,8 @@ LATER = T0 + timedelta(hours=3)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteHistoryStore:
-    return SqliteHistoryStore(tmp_path / "history.db")
+def store(open_store: StoreOpener) -> AnyStore:
+    return open_store()
 
 
 def cpu_samples(n: int = 360, seed: int = 7) -> list[float]:
@@ -33,7 +35,7 @@ def cpu_samples(n: int = 360, seed: int = 7) -> list[float]:
     return [round(rng.uniform(0, 100), 3) for _ in range(n)]
 
 
-def write_cpu(store: SqliteHistoryStore, values: list[float], start: datetime = T0) -> None:
+def write_cpu(store: AnyStore, values: list[float], start: datetime = T0) -> None:
     times = ticks(len(values), start)
     store.write(
         [node_metrics(at=t, cycle=i + 1, cpu_percent=v) for i, (t, v) in enumerate(zip(times, values, strict=True))],
@@ -42,12 +44,12 @@ def write_cpu(store: SqliteHistoryStore, values: list[float], start: datetime = 
     )
 
 
-def cpu(store: SqliteHistoryStore, res: Resolution, stat: str = "avg", start: datetime = T0) -> list[tuple[int, float]]:
+def cpu(store: AnyStore, res: Resolution, stat: str = "avg", start: datetime = T0) -> list[tuple[int, float]]:
     rows = store.buckets("node", "node-a", [(NODE["cpu_percent"], stat)], start, start + timedelta(hours=1), res).rows
     return [(b, v[0]) for b, _, v in rows]
 
 
-def test_each_minute_holds_the_average_minimum_and_maximum_of_its_samples(store: SqliteHistoryStore) -> None:
+def test_each_minute_holds_the_average_minimum_and_maximum_of_its_samples(store: AnyStore) -> None:
     values = cpu_samples()  # 30 minutes at 5 s
     write_cpu(store, values)
     store.maintain(LATER)
@@ -61,7 +63,7 @@ def test_each_minute_holds_the_average_minimum_and_maximum_of_its_samples(store:
     assert [v for _, v in cpu(store, QUARTER, "max")] == pytest.approx([max(q) for q in quarters])
 
 
-def test_raw_and_every_tier_agree_on_the_same_buckets(store: SqliteHistoryStore) -> None:
+def test_raw_and_every_tier_agree_on_the_same_buckets(store: AnyStore) -> None:
     write_cpu(store, cpu_samples())
     store.maintain(LATER)
     fifteen_raw = Resolution(None, 900)
@@ -73,14 +75,14 @@ def test_raw_and_every_tier_agree_on_the_same_buckets(store: SqliteHistoryStore)
         assert [v for _, v in other] == pytest.approx([v for _, v in from_raw])
 
 
-def test_a_bucket_still_open_is_not_computed_yet(store: SqliteHistoryStore) -> None:
+def test_a_bucket_still_open_is_not_computed_yet(store: AnyStore) -> None:
     write_cpu(store, cpu_samples(24))  # two minutes
     assert store.maintain(T0 + timedelta(seconds=70)) == (0, True)  # first minute closes 15 s after its end
     assert store.maintain(T0 + timedelta(seconds=76)) == (1, True)
     assert len(cpu(store, ONE_MINUTE)) == 1
 
 
-def test_redelivered_samples_change_nothing_and_a_late_one_is_folded_in(store: SqliteHistoryStore) -> None:
+def test_redelivered_samples_change_nothing_and_a_late_one_is_folded_in(store: AnyStore) -> None:
     values = cpu_samples(180)
     write_cpu(store, values)
     store.maintain(LATER)
@@ -96,11 +98,11 @@ def test_redelivered_samples_change_nothing_and_a_late_one_is_folded_in(store: S
     assert cpu(store, QUARTER)[0][1] == pytest.approx(statistics.fmean([*values, 100.0]))
 
 
-def test_work_left_before_a_restart_is_done_after_it(tmp_path: Path) -> None:
-    first = SqliteHistoryStore(tmp_path / "h.db")
+def test_work_left_before_a_restart_is_done_after_it(open_store: StoreOpener) -> None:
+    first = open_store()
     write_cpu(first, cpu_samples(120))
     first.close()
-    again = SqliteHistoryStore(tmp_path / "h.db")
+    again = open_store()
     assert again.maintain(LATER) == (10 + 1 + 1, True)
     assert len(cpu(again, ONE_MINUTE)) == 10
 
@@ -117,7 +119,7 @@ def test_history_from_before_the_tiers_existed_is_rolled_up(tmp_path: Path) -> N
     assert len(cpu(upgraded, ONE_MINUTE)) == 10
 
 
-def test_counters_become_rates_and_a_restart_never_reads_negative(store: SqliteHistoryStore) -> None:
+def test_counters_become_rates_and_a_restart_never_reads_negative(store: AnyStore) -> None:
     received = [0, 500, 1000, 1500, 100, 600]  # the container restarted before the fifth sample
     store.write(
         [],
@@ -136,17 +138,17 @@ def test_counters_become_rates_and_a_restart_never_reads_negative(store: SqliteH
     assert tier.rows[0][2] == [pytest.approx(84.0)]
 
 
-def test_rates_continue_across_a_subscriber_restart(tmp_path: Path) -> None:
-    first = SqliteHistoryStore(tmp_path / "h.db")
+def test_rates_continue_across_a_subscriber_restart(open_store: StoreOpener) -> None:
+    first = open_store()
     first.write([node_metrics(at=T0, network_bytes_recv=1000)], [], [])
     first.close()
-    again = SqliteHistoryStore(tmp_path / "h.db")  # remembers nothing: reads the previous row back
+    again = open_store()  # remembers nothing: reads the previous row back
     again.write([node_metrics(at=T0 + timedelta(seconds=5), cycle=2, network_bytes_recv=6000)], [], [])
     rows = again.buckets("node", "node-a", [(NODE["network_recv_rate"], "max")], T0, LATER, RAW).rows
     assert rows[0][2] == [1000.0]
 
 
-def test_each_core_has_its_own_series(store: SqliteHistoryStore) -> None:
+def test_each_core_has_its_own_series(store: AnyStore) -> None:
     store.write([node_metrics(at=t, cpu_per_core=[float(i), 50.0]) for i, t in enumerate(ticks(12))], [], [])
     store.maintain(LATER)
     for res in (RAW, ONE_MINUTE):
@@ -154,7 +156,7 @@ def test_each_core_has_its_own_series(store: SqliteHistoryStore) -> None:
         assert [(label, v[0]) for _, label, v in rows] == [("0", 5.5), ("1", 50.0)]
 
 
-def test_cycles_lost_and_under_voltage_of_the_last_day(store: SqliteHistoryStore) -> None:
+def test_cycles_lost_and_under_voltage_of_the_last_day(store: AnyStore) -> None:
     cycles = [1, 2, 3, 6, 7, 8]  # 4 and 5 never arrived
     store.write(
         [node_metrics(at=T0 + timedelta(seconds=5 * (c - 1)), cycle=c, under_voltage=c == 7) for c in cycles]
@@ -170,7 +172,7 @@ def test_cycles_lost_and_under_voltage_of_the_last_day(store: SqliteHistoryStore
     assert rows[0][2] == [2.0]
 
 
-def test_counters_a_node_inflates_cannot_break_the_sums(store: SqliteHistoryStore) -> None:
+def test_counters_a_node_inflates_cannot_break_the_sums(store: AnyStore) -> None:
     huge = 2**63 - 1
     batches = [container_batch(at=t, containers=[container("web", restart_count=huge, pids=huge)]) for t in ticks(3)]
     store.write([], batches, [])
@@ -179,22 +181,24 @@ def test_counters_a_node_inflates_cannot_break_the_sums(store: SqliteHistoryStor
     assert rows[0][2] == [pytest.approx(float(huge))]
 
 
-def test_each_tier_is_pruned_by_its_own_retention_in_whole_buckets(tmp_path: Path) -> None:
+def test_each_tier_is_pruned_by_its_own_retention_in_whole_buckets(open_store: StoreOpener) -> None:
     retention = Retention(raw=timedelta(hours=1), tiers=DEFAULT_TIERS)
-    store = SqliteHistoryStore(tmp_path / "h.db", retention=retention)
+    store = open_store(retention=retention)
     write_cpu(store, cpu_samples(360))
     store.maintain(LATER)
-    # Raw rows older than 10:17:30 go, rounded down to whole minutes: 10:17:00 onwards stays.
+    # Raw rows older than 10:17:30 go, rounded down to whole minutes: 10:17:00 onwards stays
+    # (PostgreSQL drops whole days: the day is not over, so all of it stays).
     store.prune(T0 + timedelta(minutes=17, seconds=30))
-    assert store.count("node_samples") == 360 - 17 * 12
+    whole_days = isinstance(store, PostgresHistoryStore)
+    assert store.count("node_samples") == (360 if whole_days else 360 - 17 * 12)
     assert len(cpu(store, ONE_MINUTE)) == 30  # the 1-minute tier keeps 14 days
 
 
-def test_work_is_done_in_small_units_when_time_is_short(tmp_path: Path) -> None:
+def test_work_is_done_in_small_units_when_time_is_short(open_store: StoreOpener) -> None:
     """A crowded minute is split by nodes; each call stops after a unit; the result is the same."""
     nodes = [f"pi-{n:03d}" for n in range(600)]
     samples = [node_metrics(n, at=t, cpu_percent=float(i % 7)) for n in nodes for i, t in enumerate(ticks(12))]
-    budgeted, whole = SqliteHistoryStore(tmp_path / "a.db"), SqliteHistoryStore(tmp_path / "b.db")
+    budgeted, whole = open_store("a"), open_store("b")
     for store in (budgeted, whole):
         store.write(samples, [], [])
     calls, finished = 0, False
@@ -210,3 +214,19 @@ def test_work_is_done_in_small_units_when_time_is_short(tmp_path: Path) -> None:
         ]
         assert rows[0] == rows[1]
         assert rows[0][0][2] == [pytest.approx(statistics.fmean(i % 7 for i in range(12)))]
+
+
+def test_replicas_writing_one_node_out_of_order_derive_what_one_writer_would(open_store: StoreOpener) -> None:
+    """Samples of one node spread over two writers, each out of order: every rate and cycle count is exact."""
+    a, b = open_store(), open_store()
+    if not isinstance(a, PostgresHistoryStore):
+        pytest.skip("one SQLite subscriber receives in order; only replicas on PostgreSQL interleave like this")
+    cycles = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    samples = [
+        node_metrics(at=T0 + timedelta(seconds=5 * (c - 1)), cycle=c, network_bytes_recv=1000 * c) for c in cycles
+    ]
+    for i in (4, 0, 9, 2, 1, 7, 3, 8, 6, 5):  # what two replicas might get, one message at a time
+        (a if i % 2 else b).write([samples[i]], [], [])
+    rows = a.buckets("node", "node-a", [(NODE["network_recv_rate"], "min"), (NODE["network_recv_rate"], "max"),
+                                        (NODE["cycles_lost"], "sum")], T0, LATER, RAW).rows  # fmt: skip
+    assert rows == [(to_ms(T0), None, [200.0, 200.0, 0.0])]  # 1000 B every 5 s, nothing lost
