@@ -9,7 +9,7 @@ import sqlite3
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -32,12 +32,16 @@ from subscriber.consumer import BrokerConfig, Limits, MetricsSubscriber
 from subscriber.homeassistant.discovery import Discovery
 from subscriber.homeassistant.reconcile import Reconciler
 from subscriber.homeassistant.service import DiscoveryCounters, HomeAssistantDiscovery
+from subscriber.postgres_store import PostgresHistoryStore
 from subscriber.prometheus import FleetCollector, SubscriberCounters
+from subscriber.replica_sync import ReplicaSync
 from subscriber.settings import SubscriberSettings
 from subscriber.state import FleetState
-from subscriber.store import SqliteHistoryStore
+from subscriber.store import SqliteHistoryStore, StoreUnavailable
 
 PROGRAM = "otto-subscriber"
+#: How long a starting subscriber waits for its PostgreSQL (starting with it under Compose).
+DATABASE_WAIT_SECONDS = 60.0
 log = logging.getLogger("subscriber")
 
 
@@ -170,17 +174,77 @@ def open_access(settings: SubscriberSettings) -> SqliteAccessStore | None:
     return access
 
 
-def open_history(settings: SubscriberSettings) -> tuple[SqliteHistoryStore, FleetState, int]:
-    """The history store, and the live state restored from it (with how many nodes); exits 2 if it cannot open."""
+def open_postgres(settings: SubscriberSettings, wait: float = DATABASE_WAIT_SECONDS) -> PostgresHistoryStore:
+    """The PostgreSQL history, waited for up to ``wait`` seconds (it may be starting too); exits 2 after."""
+    assert settings.database_url is not None
     try:
-        store = SqliteHistoryStore(settings.db_path, retention=settings.history_retention)
-    except (OSError, sqlite3.Error) as exc:
-        fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
+        password = settings.database_password
+    except OSError as exc:
+        fail_config(PROGRAM, f"invalid configuration: OTTO_DATABASE_PASSWORD_FILE: {exc}")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return PostgresHistoryStore(
+                settings.database_url.get_secret_value(), settings.history_retention, password=password
+            )
+        except StoreUnavailable as exc:
+            if time.monotonic() > deadline:
+                fail_config(PROGRAM, f"invalid configuration: OTTO_DATABASE_URL: cannot connect: {exc}")
+            log.warning("history database not reachable yet (%s); retrying", exc)
+            time.sleep(2.0)
+
+
+def open_history(settings: SubscriberSettings) -> tuple[SqliteHistoryStore | PostgresHistoryStore, FleetState, int]:
+    """The history store, and the live state restored from it (with how many nodes); exits 2 if it cannot open."""
+    store: SqliteHistoryStore | PostgresHistoryStore
+    if settings.database_url is not None:
+        store = open_postgres(settings)
+    else:
+        try:
+            store = SqliteHistoryStore(settings.db_path, retention=settings.history_retention)
+        except (OSError, sqlite3.Error) as exc:
+            fail_config(PROGRAM, f"invalid configuration: OTTO_DB_PATH: cannot open {settings.db_path}: {exc}")
     state = FleetState(settings.stale_after, settings.max_clock_skew)
     restored = store.latest_views()
     for view in restored:
         state.restore(view)
     return store, state, len(restored)
+
+
+def build_replica(
+    settings: SubscriberSettings,
+    store: SqliteHistoryStore | PostgresHistoryStore,
+    state: FleetState,
+    registry: CollectorRegistry,
+) -> tuple[CollectorRegistry, ReplicaSync | None]:
+    """The fleet's Prometheus registry; with OTTO_SHARED_GROUP, also the sync of the other replicas' state."""
+    fleet_registry = CollectorRegistry()
+    grace = settings.prometheus_grace.total_seconds()
+    if settings.shared_group is None:
+        fleet_registry.register(FleetCollector(state, grace))
+        return fleet_registry, None
+    assert isinstance(store, PostgresHistoryStore)  # the settings require it
+    registry.set_target_info({"replica": settings.replica_id})
+    fleet_registry.register(FleetCollector(stored_fleet(store, state), grace))
+    return fleet_registry, ReplicaSync(store, state)
+
+
+def stored_fleet(store: PostgresHistoryStore, state: FleetState) -> Callable[[], FleetState]:
+    """The fleet as the database holds it, for /metrics: every replica then answers a scrape alike,
+    and no series steps back when a load balancer sends two scrapes to two replicas. This
+    replica's own state if the database cannot be read."""
+
+    def read() -> FleetState:
+        try:
+            views = store.latest_views()
+        except StoreUnavailable:
+            return state
+        fleet = FleetState(state.stale_after, state.max_clock_skew)
+        for view in views:
+            fleet.restore(view)
+        return fleet
+
+    return read
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,16 +256,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     access = open_access(settings)
     registry = CollectorRegistry()
     counters = SubscriberCounters(registry)
-    registry.register(FleetCollector(state, settings.prometheus_grace.total_seconds()))
+    fleet_registry, sync = build_replica(settings, store, state, registry)
     subscriber = MetricsSubscriber(
         BrokerConfig(
             host=settings.mqtt_host,
             port=settings.mqtt_port_value,
             username=settings.mqtt_username,
             password=settings.mqtt_password_value,
-            client_id=settings.mqtt_client_id,
+            client_id=settings.client_id,
             tls=tls,
             session_expiry=settings.mqtt_session_expiry,
+            shared_group=settings.shared_group,
         ),
         state,
         store,
@@ -237,13 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         access=access,
         session_lifetime=settings.session_lifetime.total_seconds(),
+        fleet_registry=fleet_registry,
     )
     log.info(
-        "otto-subscriber %s: broker %s:%d, history %s (retention %s, %d nodes restored), API on %s:%d",
+        "otto-subscriber %s%s: broker %s:%d, history %s (retention %s, %d nodes restored), API on %s:%d",
         __version__,
+        f" (replica {settings.replica_id} of group {settings.shared_group})" if settings.shared_group else "",
         settings.mqtt_host,
         settings.mqtt_port_value,
-        settings.db_path,
+        "in PostgreSQL" if settings.database_url is not None else settings.db_path,
         settings.retention,
         restored,
         settings.api_host,
@@ -279,27 +346,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         **({"alerts": alerts.thread} if alerts else {}),
         **(homeassistant.threads if homeassistant else {}),
         **({"broker-certificate": certificate.thread} if certificate else {}),
+        **({"replica-sync": sync.thread} if sync else {}),
     }
     supervisor = Supervisor(threads, on_death)
-    if certificate is not None:
-        certificate.start()
-    if alerts is not None:
-        alerts.start()
-    if homeassistant is not None:
-        homeassistant.start()
+    helpers = [part for part in (certificate, alerts, homeassistant, sync) if part is not None]
+    for helper in helpers:
+        helper.start()
     subscriber.start()
     supervisor.start()
     try:
         server.run()
     finally:
         supervisor.stop()
-        if certificate is not None:
-            certificate.stop()
         subscriber.stop()
-        if homeassistant is not None:
-            homeassistant.stop()
+        for helper in helpers:
+            helper.stop()
         if alerts is not None:
-            alerts.stop()
             alerts.store.close()
         if access is not None:
             access.close()

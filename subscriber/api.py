@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
@@ -26,7 +26,7 @@ from subscriber.dashboard import SecurityHeaders, dashboard_router, static_files
 from subscriber.live import live_router
 from subscriber.series_api import series_router, time_range
 from subscriber.state import FleetState, NodeView
-from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, HistoryStore
+from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, HistoryStore, StoreUnavailable
 from subscriber.summaries import FleetSummaries, NodeDetail, NodeSummary
 
 MAX_POINTS = 10_000
@@ -80,10 +80,12 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     access: SqliteAccessStore | None = None,
     session_lifetime: float = 7 * 86400.0,
+    fleet_registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the API around the live state and the store; ``health`` reports the running parts;
     ``routers`` add the endpoints of optional parts (events and alerts); with ``access``, every route
-    but /healthz needs the admin's session or an API token (subscriber.access)."""
+    but /healthz needs the admin's session or an API token (subscriber.access). /metrics serves
+    ``registry`` (this process) and ``fleet_registry`` (the fleet), or one of them by ``scope``."""
     app = FastAPI(
         title="otto-metrics control plane",
         version=__version__,
@@ -171,9 +173,25 @@ def create_app(
             nodes=len(state.snapshot()),
         )
 
+    @app.exception_handler(StoreUnavailable)
+    def store_unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"history store unavailable: {exc}"[:300]}, status_code=503)
+
+    scopes = {
+        "all": [r for r in (registry, fleet_registry) if r is not None],
+        "fleet": [fleet_registry or registry],
+        "replica": [registry],
+    }
+
     @app.get("/metrics", summary="Prometheus exposition", response_class=Response)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics(
+        scope: Annotated[
+            Literal["all", "fleet", "replica"],
+            Query(description="fleet: the nodes and containers (the same from every replica); replica: this process"),
+        ] = "all",
+    ) -> Response:
+        body = b"".join(generate_latest(r) for r in scopes[scope])
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
         app.include_router(router)

@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 from common.cli import RateLimitedLog
 from common.mqtt_client import MqttConfig, make_client, network_thread, why_unreachable
 from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics, NodeStatus
-from contract.topics import SUBSCRIPTIONS
+from contract.topics import SUBSCRIPTIONS, TopicKind
 from subscriber.admission import Admission
 from subscriber.decoding import Decoded, Rejected
 from subscriber.ingest import Ingestor
@@ -55,6 +55,21 @@ class BrokerConfig(MqttConfig):
 
     client_id: str = "otto-subscriber"
     session_expiry: timedelta = timedelta(days=7)
+    #: As one of several replicas: node and container metrics through ``$share/<group>/...``.
+    shared_group: str | None = None
+
+
+#: What replicas share out (the bulk); status and events, few and stored idempotently, reach every
+#: replica: retained statuses are never sent to shared subscriptions, and alerts see every event.
+SHARED_KINDS = (TopicKind.NODE, TopicKind.CONTAINERS)
+
+
+def subscriptions(shared_group: str | None) -> list[str]:
+    """The topic filters to subscribe to, shared ones prefixed ``$share/<group>/``."""
+    return [
+        f"$share/{shared_group}/{topic}" if shared_group and kind in SHARED_KINDS else topic
+        for kind, topic in SUBSCRIPTIONS.items()
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +114,7 @@ class MetricsSubscriber:
         self._connected = False
         self._unreachable_logged = False
         self._stopping = False
+        self._unsubscribed = threading.Event()
         self._worker = threading.Thread(target=self.worker.run, name="otto-subscriber-worker", daemon=True)
         self._warnings = RateLimitedLog(log, period=60.0)
         self._client = self._make_client()
@@ -118,11 +134,27 @@ class MetricsSubscriber:
         self._network.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Handle and store everything received so far, then disconnect (the session stays)."""
+        """Handle and store everything received so far, then disconnect.
+
+        One subscriber keeps its session, so the broker queues for it until it is back. A replica
+        first leaves the shared subscriptions (the others take its share at once) and, once all it
+        received is stored and acknowledged, ends its session: a session left behind would still
+        take its turn of the shared messages, queued for a replica that may never return.
+        """
+        shared = self.broker.shared_group is not None and self._connected
+        if shared:
+            self._unsubscribed.clear()
+            self._client.unsubscribe([t for t in subscriptions(self.broker.shared_group) if t.startswith("$share/")])
+            self._unsubscribed.wait(min(timeout, 5.0))  # messages sent before the UNSUBACK are ours to store
         self.worker.stop()
         self._worker.join(timeout)
         self._stopping = True
-        self._client.disconnect()
+        settled = self.ingestor.pending == 0 and self.ingestor.store_problem is None
+        properties = None
+        if shared and settled:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._network.join(timeout)
         self.counters.mqtt_connected.set(0)
 
@@ -171,7 +203,11 @@ class MetricsSubscriber:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
+        client.on_unsubscribe = self._on_unsubscribe
         return client
+
+    def _on_unsubscribe(self, *_: Any) -> None:
+        self._unsubscribed.set()
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         if not self._unreachable_logged:  # once per outage, with the reason paho does not give
@@ -187,7 +223,7 @@ class MetricsSubscriber:
         self._connected = True
         self._unreachable_logged = False
         self.counters.mqtt_connected.set(1)
-        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS.values()])
+        client.subscribe([(topic, 1) for topic in subscriptions(self.broker.shared_group)])
         log.info(
             "connected to broker %s:%d as %s (%s session)",
             self.broker.host,

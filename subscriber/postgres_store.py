@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
 from pydantic import ValidationError
 
 from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics, NodeStatus
@@ -230,8 +231,16 @@ _CONTAINERS = _Series("container_samples", ("node_id", "container_name"), CONTAI
 class PostgresHistoryStore:
     """HistoryStore on a PostgreSQL database (see the module docstring). One writer thread; any readers."""
 
-    def __init__(self, url: str, retention: Retention | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        retention: Retention | None = None,
+        *,
+        password: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.url = url
+        self._password = password
         self.retention = retention or Retention(raw=timedelta(days=7))
         self.connect_timeout = connect_timeout
         self._local = threading.local()
@@ -247,8 +256,9 @@ class PostgresHistoryStore:
     # -- connections --------------------------------------------------------------------------------
 
     def _connect(self, autocommit: bool) -> Connection:
+        url = self.url if self._password is None else make_conninfo(self.url, password=self._password)
         return psycopg.connect(
-            self.url,
+            url,
             autocommit=autocommit,
             connect_timeout=max(1, round(self.connect_timeout)),
             application_name="otto-subscriber",

@@ -174,26 +174,32 @@ class FleetCollector(Collector):
     not) would make the exposition invalid: the first keeps the name, the others are left out.
     """
 
-    def __init__(self, state: FleetState, grace: float = 300.0) -> None:
-        self.state = state
+    def __init__(self, state: FleetState | Callable[[], FleetState], grace: float = 300.0) -> None:
+        """``state`` may be a function, called at every scrape (replicas read the database's)."""
+        self._state = state
         self.grace = grace
+
+    @property
+    def state(self) -> FleetState:
+        return self._state if isinstance(self._state, FleetState) else self._state()
 
     def collect(self) -> Iterator[Metric]:
         now = time.time()
-        every = self.state.snapshot()
-        current = [v for v in every if self._current(v, now)]
-        yield from self._availability(every, now)
+        state = self.state
+        every = state.snapshot()
+        current = [v for v in every if self._current(v, now, state.stale_after)]
+        yield from self._availability(every, now, state.stale_after)
         yield from self._node_figures(current)
         yield from self._container_figures(current)
 
-    def _availability(self, every: list[NodeView], now: float) -> Iterator[Metric]:
+    def _availability(self, every: list[NodeView], now: float, stale_after: float) -> Iterator[Metric]:
         up = GaugeMetricFamily("otto_node_up", "1 if the node is online (not offline, not stale).", labels=["node"])
         status = GaugeMetricFamily("otto_node_status", "1 for the node's current status.", labels=["node", "status"])
         seen = GaugeMetricFamily(
             "otto_node_last_seen_timestamp_seconds", "When anything was last received from the node.", labels=["node"]
         )
         for view in every:
-            availability = view.availability(now, self.state.stale_after)
+            availability = view.availability(now, stale_after)
             up.add_metric([view.node_id], 1.0 if availability is Availability.ONLINE else 0.0)
             for option in Availability:
                 status.add_metric([view.node_id, option.value], 1.0 if option is availability else 0.0)
@@ -254,8 +260,8 @@ class FleetCollector(Collector):
         yield from (family for family, _ in families)
         yield health
 
-    def _current(self, view: NodeView, now: float) -> bool:
-        if view.availability(now, self.state.stale_after) is Availability.ONLINE:
+    def _current(self, view: NodeView, now: float, stale_after: float) -> bool:
+        if view.availability(now, stale_after) is Availability.ONLINE:
             return True
         received = max(view.last_metrics or 0.0, view.last_containers or 0.0)
         return now - received <= self.grace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,7 +36,26 @@ class SubscriberSettings(MqttSettings):
     mqtt_client_id: str = Field("otto-subscriber", min_length=1, max_length=64)
     mqtt_session_expiry: Duration = Field(timedelta(days=7), description="How long the broker queues for us.")
 
-    db_path: Path = Field(Path("otto-history.db"), description="SQLite history file.")
+    db_path: Path = Field(
+        Path("otto-history.db"),
+        description="SQLite file: the history (without OTTO_DATABASE_URL), logins and tokens, alerts.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL for the history instead of SQLite: postgresql://user@host:5432/db "
+        "(a libpq URL; the password here or in OTTO_DATABASE_PASSWORD_FILE).",
+    )
+    database_password_file: Path | None = Field(None, description="File with the PostgreSQL password (a secret).")
+    shared_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="Run as one of several replicas sharing node metrics through $share/<group>/ (needs PostgreSQL).",
+    )
+    replica_id: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="This replica's name (default: the host name, which Docker keeps across restarts).",
+    )
     retention: Duration = Field(timedelta(days=7), description="How long raw history (every sample) is kept.")
     retention_1m: Duration = Field(timedelta(days=14), description="How long 1-minute buckets are kept.")
     retention_15m: Duration = Field(timedelta(days=90), description="How long 15-minute buckets are kept.")
@@ -123,6 +143,22 @@ class SubscriberSettings(MqttSettings):
         text = self.notify_urls.get_secret_value() if self.notify_urls is not None else ""
         # A comma separates URLs only where the next one begins (scheme://): mailto://...?to=a@x,b@x stays whole.
         return [url.strip(",") for url in re.split(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", text) if url.strip(",")]
+
+    @model_validator(mode="after")
+    def _check_replicas(self) -> SubscriberSettings:
+        if self.shared_group is not None and self.database_url is None:
+            raise ValueError("OTTO_SHARED_GROUP needs OTTO_DATABASE_URL: replicas share their history in PostgreSQL")
+        return self
+
+    @property
+    def database_password(self) -> str | None:
+        """The PostgreSQL password from OTTO_DATABASE_PASSWORD_FILE (None: the URL's, or none)."""
+        return read_secret_file(self.database_password_file) if self.database_password_file else None
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: a replica's carries its name, so that its session survives its restarts."""
+        return f"{self.mqtt_client_id}-{self.replica_id}"[:64] if self.shared_group else self.mqtt_client_id
 
     @model_validator(mode="after")
     def _check_api_tls(self) -> SubscriberSettings:

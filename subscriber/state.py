@@ -128,6 +128,17 @@ class FleetState:
     def apply_status(self, message: NodeStatus, received_at: float | None = None) -> None:
         self._update(message.node_id, received_at if received_at is not None else time.time(), status=message)
 
+    def merge(self, view: NodeView) -> None:
+        """Fold in a view another replica stored, by the same rules as a message received here."""
+        if view.metrics is not None and view.last_metrics is not None:
+            self.apply_node_metrics(view.metrics, view.last_metrics)
+        if view.containers is not None and view.last_containers is not None:
+            self.apply_container_metrics(view.containers, view.last_containers)
+        if view.status is not None and (current := self.get(view.node_id)) is not None and current.status is None:
+            self._update(view.node_id, None, status=view.status)  # statuses reach every replica themselves
+        if view.last_seen is not None:
+            self._update(view.node_id, view.last_seen)
+
     def restore(self, view: NodeView) -> None:
         """Put back what the store remembered from before a restart (never newer than live data)."""
         with self._lock:

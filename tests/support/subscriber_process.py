@@ -66,7 +66,7 @@ class SubscriberProcess:
             request.add_header("Authorization", f"Bearer {self.token}")
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  (http to 127.0.0.1)
             body = response.read().decode()
-        return json.loads(body) if path != "/metrics" else body
+        return body if path.split("?", maxsplit=1)[0] == "/metrics" else json.loads(body)
 
     def metric(self, name: str, **labels: str) -> float | None:
         """One sample's value from /metrics, or None if absent."""
