@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from bench import alerts, cycle, dashboard, footprint, homeassistant, ingest, scale, v2host
+from bench import alerts, cycle, dashboard, footprint, homeassistant, ingest, replicas, scale, v2host
 from bench.system import machine
 from tests.support.docker_gate import require_docker
 
@@ -38,6 +38,9 @@ FULL = {
     "alerts_messages": 20_000,
     "churn_seconds": 60.0,
     "homeassistant_seconds": 60.0,
+    "replicas_messages": 40_000,
+    "replicas_fleet_nodes": 10_000,
+    "replicas_fleet_seconds": 30.0,
 }
 QUICK = {
     "cycle_counts": [10, 50],
@@ -54,6 +57,9 @@ QUICK = {
     "alerts_messages": 4_000,
     "churn_seconds": 15.0,
     "homeassistant_seconds": 10.0,
+    "replicas_messages": 8_000,
+    "replicas_fleet_nodes": 2_000,
+    "replicas_fleet_seconds": 10.0,
 }
 FOOTPRINT_CONTAINERS = 50
 
@@ -98,6 +104,18 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
         results["homeassistant"] = homeassistant.run(workdir / "homeassistant", config["homeassistant_seconds"])
     except Exception as exc:  # reported in its row; the other figures stand
         results["homeassistant"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    print("postgres: SQLite against PostgreSQL with 1, 2 and 3 replicas, 1,000 and 10,000 nodes ...", file=sys.stderr)
+    try:
+        results["replicas"] = replicas.run(
+            workdir / "replicas",
+            config["replicas_messages"],
+            config["latency_seconds"],
+            config["scale_seconds"],
+            config["replicas_fleet_nodes"],
+            config["replicas_fleet_seconds"],
+        )
+    except Exception as exc:  # reported in its row; the other figures stand
+        results["replicas"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     # Last: the VM takes 1.5 cores while up, so nothing timed runs beside it; it is brought down after.
     if config["v2host_containers"] and v2host.available():
         print("v2 host: booting the VM, the agent's cycle on Engine 26 ...", file=sys.stderr, flush=True)
@@ -198,6 +216,7 @@ def table(results: dict[str, Any]) -> str:
     lines += v2host.table(results.get("v2host"))
     lines += alerts.table(results.get("alerts"))
     lines += homeassistant.table(results.get("homeassistant"))
+    lines += replicas.table(results.get("replicas"))
     return "\n".join(lines)
 
 

@@ -189,7 +189,12 @@ def open_postgres(settings: SubscriberSettings, wait: float = DATABASE_WAIT_SECO
             )
         except StoreUnavailable as exc:
             if time.monotonic() > deadline:
-                fail_config(PROGRAM, f"invalid configuration: OTTO_DATABASE_URL: cannot connect: {exc}")
+                fail_config(
+                    PROGRAM,
+                    f"invalid configuration: OTTO_DATABASE_URL: cannot connect: {exc} "
+                    "(Compose: the history is in PostgreSQL since the postgres profile ran: "
+                    "docker compose --profile postgres up)",
+                )
             log.warning("history database not reachable yet (%s); retrying", exc)
             time.sleep(2.0)
 

@@ -45,6 +45,11 @@ class SubscriberSettings(MqttSettings):
         description="PostgreSQL for the history instead of SQLite: postgresql://user@host:5432/db "
         "(a libpq URL; the password here or in OTTO_DATABASE_PASSWORD_FILE).",
     )
+    database_url_file: Path | None = Field(
+        None,
+        description="File holding OTTO_DATABASE_URL; a file that does not exist means SQLite (Compose: the "
+        "postgres profile writes it on its first start, and from then on the history is in PostgreSQL).",
+    )
     database_password_file: Path | None = Field(None, description="File with the PostgreSQL password (a secret).")
     shared_group: str | None = Field(
         None,
@@ -146,6 +151,15 @@ class SubscriberSettings(MqttSettings):
 
     @model_validator(mode="after")
     def _check_replicas(self) -> SubscriberSettings:
+        if self.database_url is None and self.database_url_file is not None:
+            try:
+                self.database_url = SecretStr(read_secret_file(self.database_url_file).strip())
+            except FileNotFoundError:
+                self.shared_group = None  # no PostgreSQL yet: one subscriber on SQLite (logged at start)
+            except OSError as exc:
+                raise ValueError(
+                    f"OTTO_DATABASE_URL_FILE: cannot read {self.database_url_file}: {exc.strerror}"
+                ) from None
         if self.shared_group is not None and self.database_url is None:
             raise ValueError("OTTO_SHARED_GROUP needs OTTO_DATABASE_URL: replicas share their history in PostgreSQL")
         return self

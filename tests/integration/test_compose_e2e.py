@@ -266,14 +266,17 @@ def test_running_containers_are_hardened(plane: Plane, docker_client: docker.Doc
         assert host["RestartPolicy"]["Name"] == "unless-stopped", service
 
 
-@pytest.mark.parametrize("compose_file", ["compose.yaml", "compose.rpi.yaml"])
-def test_compose_files_are_valid_from_a_fresh_clone(compose_file: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("compose_file", "profiles"), [("compose.yaml", []), ("compose.yaml", ["postgres"]), ("compose.rpi.yaml", [])]
+)
+def test_compose_files_are_valid_from_a_fresh_clone(compose_file: str, profiles: list[str], tmp_path: Path) -> None:
     """`docker compose config` with no .env and no OTTO_* variables, as on a fresh clone."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTTO_", "DOCKER_", "COMPOSE_"))}
     empty = tmp_path / "empty.env"
     empty.write_text("")
     result = subprocess.run(
-        ["docker", "compose", "-f", compose_file, "--env-file", str(empty), "config", "--format", "json"],
+        ["docker", "compose", "-f", compose_file, *(f"--profile={p}" for p in profiles), "--env-file", str(empty),
+         "config", "--format", "json"],
         cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ from testcontainers.compose import DockerCompose
 from tests.support.agent_process import REPO
 
 
-def stack(compose_file: str, workdir: Path, **variables: str) -> DockerCompose:
+def stack(compose_file: str, workdir: Path, profiles: list[str] | None = None, **variables: str) -> DockerCompose:
     """A DockerCompose for ``compose_file`` with its own project name and an env file of ``variables``."""
     name = f"otto-e2e-{uuid.uuid4().hex[:6]}"
     settings = {
@@ -19,7 +19,9 @@ def stack(compose_file: str, workdir: Path, **variables: str) -> DockerCompose:
     }
     env_file = workdir / f"{name}.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-    return DockerCompose(context=str(REPO), compose_file_name=compose_file, env_file=str(env_file), wait=True)
+    return DockerCompose(
+        context=str(REPO), compose_file_name=compose_file, env_file=str(env_file), wait=True, profiles=profiles
+    )
 
 
 def project_name(compose: DockerCompose) -> str:

@@ -61,8 +61,9 @@ def wait_until_ready(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def start_postgres() -> Iterator[Postgres]:
-    """The official image's first start (initdb with a generated password), published on a free port."""
+def start_postgres(durable: bool = False) -> Iterator[Postgres]:
+    """The official image's first start (initdb with a generated password), published on a free port;
+    ``durable`` keeps PostgreSQL's defaults (fsync at commit), as the benchmark needs."""
     password = secrets.token_urlsafe(18)
     port = free_port()
     container = (
@@ -70,9 +71,9 @@ def start_postgres() -> Iterator[Postgres]:
         .with_env("POSTGRES_USER", "otto")
         .with_env("POSTGRES_PASSWORD", password)
         .with_bind_ports(5432, port)
-        # A test server: durability is priced in the benchmark, not here.
-        .with_command("postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
     )
+    if not durable:  # a test server: durability is priced in the benchmark, not here
+        container = container.with_command("postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
     container.start()
     try:
         server = Postgres(container, port, password)
