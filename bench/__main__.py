@@ -64,7 +64,13 @@ QUICK = {
 FOOTPRINT_CONTAINERS = 50
 
 
-def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
+SECTIONS = ("cycle", "ingest", "scale", "dashboard", "alerts", "homeassistant", "replicas", "v2host")
+
+
+def run_all(config: dict[str, Any], workdir: Path, only: set[str] | None = None) -> dict[str, Any]:
+    """Every section, or those in ``only``."""
+    if only is not None:
+        return {name: _SECTIONS[name](config, workdir) for name in SECTIONS if name in only}
     client = docker.from_env(timeout=120)
     results: dict[str, Any] = {"cycle": [], "footprint": []}
     try:
@@ -106,14 +112,7 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
         results["homeassistant"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     print("postgres: SQLite against PostgreSQL with 1, 2 and 3 replicas, 1,000 and 10,000 nodes ...", file=sys.stderr)
     try:
-        results["replicas"] = replicas.run(
-            workdir / "replicas",
-            config["replicas_messages"],
-            config["latency_seconds"],
-            config["scale_seconds"],
-            config["replicas_fleet_nodes"],
-            config["replicas_fleet_seconds"],
-        )
+        results["replicas"] = _replicas(config, workdir)
     except Exception as exc:  # reported in its row; the other figures stand
         results["replicas"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     # Last: the VM takes 1.5 cores while up, so nothing timed runs beside it; it is brought down after.
@@ -124,6 +123,21 @@ def run_all(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
         except Exception as exc:  # a VM that misbehaves must not cost the whole run's figures
             results["v2host"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     return results
+
+
+def _replicas(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    return replicas.run(
+        workdir / "replicas",
+        config["replicas_messages"],
+        config["latency_seconds"],
+        config["scale_seconds"],
+        config["replicas_fleet_nodes"],
+        config["replicas_fleet_seconds"],
+    )
+
+
+#: The sections that ``--only`` can run alone (the others share set-up with their neighbours).
+_SECTIONS = {"replicas": _replicas}
 
 
 def table(results: dict[str, Any]) -> str:
@@ -252,24 +266,35 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a shorter run (under three minutes)")
+    parser.add_argument(
+        "--only",
+        choices=sorted(_SECTIONS),
+        action="append",
+        help="run this section alone, keeping the other sections' figures from bench/results.json",
+    )
     args = parser.parse_args()
     require_docker()
     config = QUICK if args.quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="otto-bench-") as workdir:
-        results = run_all(config, Path(workdir))
+        results = run_all(config, Path(workdir), set(args.only) if args.only else None)
+    previous = json.loads((HERE / "results.json").read_text()) if args.only else {}
+    when = datetime.now(UTC).isoformat(timespec="seconds")
     report = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        **previous,
+        "when": previous.get("when", when),
         "mode": "quick" if args.quick else "full",
-        "duration_s": round(time.monotonic() - started, 1),
+        "duration_s": round(time.monotonic() - started, 1) if not args.only else previous.get("duration_s"),
         "machine": machine(),
-        "config": config,
+        "config": {**previous.get("config", {}), **config},
         **results,
+        **({"sections_run_alone": {name: when for name in args.only}} if args.only else {}),
     }
     (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, HERE / "cycle.png")
+    if not args.only:
+        plot(results, HERE / "cycle.png")
     print(f"otto-metrics benchmarks ({report['mode']}, {report['duration_s']:.0f} s) on {report['machine']}")
-    print(table(results))
+    print(table(report))
     print(f"\nraw figures: {HERE / 'results.json'}; plot: {HERE / 'cycle.png'}")
     return 0
 
