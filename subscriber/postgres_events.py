@@ -31,7 +31,7 @@ def insert(db: Connection, events: Sequence[ContainerEvent]) -> list[ContainerEv
     keys = [(e.node_id, e.container_id, e.action, to_us(e.timestamp)) for e in events]
     rows = db.execute(
         "INSERT INTO container_events (node_id, container_id, action, ts, container_name, message) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[]) "
+        "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[]) "
         "ON CONFLICT DO NOTHING RETURNING node_id, container_id, action, ts",
         (
             [k[0] for k in keys],

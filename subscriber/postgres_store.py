@@ -110,8 +110,22 @@ def _sql_type(column: str) -> str:
     return _SQL_TYPES[column_kind(column)]
 
 
-def _plain(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value
+def _bool_positions(columns: list[str]) -> list[int]:
+    return [i for i, c in enumerate(columns) if c not in ("node_id", "container_name", "ts", "cpu_per_core")
+            and column_kind(c) is bool]  # fmt: skip
+
+
+def _plain(row: tuple[Any, ...], bools: list[int]) -> list[Any]:
+    """A row as COPY takes it: booleans as the 0/1 of their smallint columns."""
+    out = list(row)
+    for i in bools:
+        if out[i] is not None:
+            out[i] = int(out[i])
+    return out
+
+
+_NODE_BOOLS = _bool_positions(_NODE_COLUMNS)
+_CONTAINER_BOOLS = _bool_positions(_CONTAINER_COLUMNS)
 
 
 class _Series:
@@ -133,7 +147,7 @@ class _Series:
         return values
 
     def _unnest(self, with_ts: bool = True) -> str:
-        arrays = ["%s::text[]" for _ in self.keys] + (["%s::bigint[]"] if with_ts else [])
+        arrays = ["%b::text[]" for _ in self.keys] + (["%b::bigint[]"] if with_ts else [])
         return f"unnest({', '.join(arrays)})"
 
     def _match(self, alias: str, other: str) -> str:
@@ -157,7 +171,7 @@ class _Series:
         keys = sorted(spans)
         cycle = "cycle, " if self.cycles else "0, "
         columns = f"ts, {cycle}{', '.join(self.counters)}"
-        arrays = ", ".join(["%s::text[]"] * len(self.keys) + ["%s::bigint[]", "%s::bigint[]"])
+        arrays = ", ".join(["%b::text[]"] * len(self.keys) + ["%b::bigint[]", "%b::bigint[]"])
         sql = (
             f"SELECT k.i, p.* FROM unnest({arrays}) WITH ORDINALITY AS k({', '.join(self.keys)}, first, last, i) "  # noqa: S608
             f"CROSS JOIN LATERAL ((SELECT {columns} FROM {self.table} s WHERE {self._match('s', 'k')} "
@@ -210,7 +224,7 @@ class _Series:
             updates[(key, ts)] = self.derive(previous, ts, counters, number, interval)
         if updates:
             assignments = ", ".join(f"{c} = v.{c}" for c in self.derived)
-            types = ", ".join(["%s::text[]"] * width + ["%s::bigint[]"] + ["%s::float8[]"] * len(self.derived))
+            types = ", ".join(["%b::text[]"] * width + ["%b::bigint[]"] + ["%b::float8[]"] * len(self.derived))
             names = ", ".join([*self.keys, "ts", *self.derived])
             items = sorted(updates.items())
             columns: list[list[Any]] = [[k[j] for (k, _), _ in items] for j in range(width)]
@@ -373,7 +387,7 @@ class PostgresHistoryStore:
         node_ids = sorted({m.node_id for m in nodes} | {b.node_id for b in batches})
         if node_ids:  # in one order everywhere, so replicas never deadlock on them
             db.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(n, %s)) FROM unnest(%s::text[]) WITH ORDINALITY "
+                "SELECT pg_advisory_xact_lock(hashtextextended(n, %s)) FROM unnest(%b::text[]) WITH ORDINALITY "
                 "AS u(n, i) ORDER BY i",
                 (_NODE_LOCK_SEED, node_ids),
             )
@@ -389,7 +403,7 @@ class PostgresHistoryStore:
             [tuple(getattr(m, c) for c in NODE_COUNTERS) for m in nodes],
             [(m.cycle, m.interval_seconds) for m in nodes],
         )
-        node_rows = [[*map(_plain, node_row(m)), *d] for m, d in zip(nodes, node_derived, strict=True)]
+        node_rows = [[*_plain(node_row(m), _NODE_BOOLS), *d] for m, d in zip(nodes, node_derived, strict=True)]
         containers = [(b, c) for b in batches for c in b.containers]
         container_derived, container_probes = _derive_all(
             db,
@@ -399,7 +413,7 @@ class PostgresHistoryStore:
             [(0, 0.0)] * len(containers),
         )
         container_rows = [
-            [*map(_plain, container_row(b, to_ms(b.timestamp), c)), *d]
+            [*_plain(container_row(b, to_ms(b.timestamp), c), _CONTAINER_BOOLS), *d]
             for (b, c), d in zip(containers, container_derived, strict=True)
         ]
         new_nodes = _insert(db, _NODES, _NODE_COLUMNS, node_rows)
@@ -446,8 +460,8 @@ class PostgresHistoryStore:
         columns = "node_id, metrics, metrics_ts, containers, containers_ts, status, last_seen, last_metrics"
         db.execute(  # merges hold column names and a number of ours
             f"INSERT INTO latest ({columns}, last_containers, version) SELECT *, %s "  # noqa: S608
-            "FROM unnest(%s::text[], %s::text[], %s::bigint[], "
-            "%s::text[], %s::bigint[], %s::text[], %s::float8[], %s::float8[], %s::float8[]) "
+            "FROM unnest(%b::text[], %b::text[], %b::bigint[], "
+            "%b::text[], %b::bigint[], %b::text[], %b::float8[], %b::float8[], %b::float8[]) "
             f"ON CONFLICT (node_id) DO UPDATE SET {', '.join(merges)}, "
             "status = coalesce(excluded.status, latest.status), "
             "last_seen = greatest(excluded.last_seen, latest.last_seen), version = excluded.version",

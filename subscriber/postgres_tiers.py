@@ -57,7 +57,7 @@ def mark(db: Connection, touched: Iterable[tuple[str, int]]) -> None:
     marks = sorted({(ts - ts % 60_000, node_id) for node_id, ts in touched})
     if marks:
         db.execute(
-            "INSERT INTO rollup_dirty (tier, bucket, node_id) SELECT 0, b, n FROM unnest(%s::bigint[], %s::text[]) "
+            "INSERT INTO rollup_dirty (tier, bucket, node_id) SELECT 0, b, n FROM unnest(%b::bigint[], %b::text[]) "
             "AS m(b, n) ON CONFLICT DO NOTHING",
             ([b for b, _ in marks], [n for _, n in marks]),
         )
