@@ -37,9 +37,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
-from pydantic import ValidationError
 
-from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics, NodeStatus
+from contract.models import ContainerEvent, ContainerMetricsBatch, NodeMetrics
 from subscriber import postgres_events, postgres_tiers
 from subscriber.rollup import (
     CONTAINER_COUNTERS,
@@ -67,9 +66,12 @@ from subscriber.store import (
     Written,
     column_kind,
     container_row,
-    from_ms,
+    gather_recent_health,
     node_row,
+    series_from_rows,
+    series_query,
     to_ms,
+    view_from_row,
 )
 
 log = logging.getLogger(__name__)
@@ -524,56 +526,31 @@ class PostgresHistoryStore:
         return self._read(lambda db: self._recent_health(db, since))
 
     def _recent_health(self, db: Connection, since: datetime) -> dict[str, RecentHealth]:
-        finest, *coarser = self.retention.tiers
-        start = split = to_ms(since)
-        parts: list[tuple[int, int, int]] = []
-        if coarser:
-            quarter = coarser[0]
-            first = start + (-start) % quarter.bucket_ms
-            (last,) = db.execute(
-                "SELECT max(bucket) FROM node_rollups WHERE tier = %s", (quarter.seconds,)
-            ).fetchone() or (None,)
-            if last is not None and last >= first:
-                split = int(last) + quarter.bucket_ms
-                parts += [(finest.seconds, start, first), (quarter.seconds, first, split)]
-        parts.append((finest.seconds, split, 2**62))
-        health: dict[str, RecentHealth] = {}
-        for tier, begin, end in parts:
-            for node, lost, uv in db.execute(
+        def newest(tier: int) -> int | None:
+            row = db.execute("SELECT max(bucket) FROM node_rollups WHERE tier = %s", (tier,)).fetchone()
+            return row[0] if row else None
+
+        return gather_recent_health(
+            self.retention.tiers,
+            to_ms(since),
+            newest,
+            lambda tier, begin, end: db.execute(
                 "SELECT node_id, coalesce(sum(cycles_lost_sum), 0), max(under_voltage_max) FROM node_rollups "
                 "WHERE tier = %s AND bucket >= %s AND bucket < %s GROUP BY node_id",
                 (tier, begin, end),
-            ):
-                before = health.get(node, RecentHealth(0, False))
-                health[node] = RecentHealth(before.cycles_lost + int(lost or 0), before.under_voltage or bool(uv))
-        return health
+            ),
+        )
 
     def node_series(self, node_id: str, field: str, start: datetime, end: datetime, limit: int) -> Series:
-        if field not in NODE_SERIES_FIELDS:
-            raise ValueError(f"unknown node field {field!r}")
-        return self._series(  # field is one of the whitelisted column names checked above
-            f"SELECT ts, {field} FROM node_samples WHERE node_id = %s AND ts BETWEEN %s AND %s "  # noqa: S608
-            "ORDER BY ts DESC LIMIT %s",
-            (node_id, to_ms(start), to_ms(end), limit + 1),
-            limit,
-        )
+        return self._series(*series_query(node_id, None, field, start, end, limit, "%s"), limit)
 
     def container_series(
         self, node_id: str, container: str, field: str, start: datetime, end: datetime, limit: int
     ) -> Series:
-        if field not in CONTAINER_SERIES_FIELDS:
-            raise ValueError(f"unknown container field {field!r}")
-        return self._series(  # field is one of the whitelisted column names checked above
-            f"SELECT ts, {field} FROM container_samples WHERE node_id = %s AND container_name = %s "  # noqa: S608
-            "AND ts BETWEEN %s AND %s ORDER BY ts DESC LIMIT %s",
-            (node_id, container, to_ms(start), to_ms(end), limit + 1),
-            limit,
-        )
+        return self._series(*series_query(node_id, container, field, start, end, limit, "%s"), limit)
 
     def _series(self, sql: str, params: tuple[Any, ...], limit: int) -> Series:
-        rows = self._read(lambda db: db.execute(sql, params).fetchall())
-        points = [(from_ms(int(ts)), value) for ts, value in reversed(rows[:limit])]
-        return Series(points, truncated=len(rows) > limit)
+        return series_from_rows(self._read(lambda db: db.execute(sql, params).fetchall()), limit)
 
     def latest_views(self) -> list[NodeView]:
         return self.changed_views(0)[0]
@@ -587,24 +564,8 @@ class PostgresHistoryStore:
                 (after,),
             ).fetchall()
         )
-        views = []
-        for node_id, metrics, containers, status, last_seen, last_metrics, last_containers, version in rows:
-            after = max(after, int(version))
-            try:
-                views.append(
-                    NodeView(
-                        node_id=node_id,
-                        metrics=NodeMetrics.model_validate_json(metrics) if metrics else None,
-                        containers=ContainerMetricsBatch.model_validate_json(containers) if containers else None,
-                        status=NodeStatus.model_validate_json(status) if status else None,
-                        last_seen=last_seen,
-                        last_metrics=last_metrics,
-                        last_containers=last_containers,
-                    )
-                )
-            except ValidationError as exc:
-                log.warning("not restoring node %r: its stored state no longer validates (%s)", node_id, exc)
-        return views, after
+        views = [view for *row, _ in rows if (view := view_from_row(*row)) is not None]
+        return views, max([after, *(int(row[-1]) for row in rows)])
 
     def count(self, table: str) -> int:
         """Rows in ``node_samples`` or ``container_samples`` (for tests and diagnostics)."""

@@ -8,7 +8,6 @@ beyond 64 bits). The windowing of dirty marks into units of work is shared with 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,15 +15,16 @@ import psycopg
 
 from subscriber.rollup import Resolution, Tier, TierField
 from subscriber.sqlite_tiers import (
-    CLOSE_GRACE_MS,
     CORES,
     TABLES,
-    UNIT_MARKS,
+    MarkStatements,
     SeriesRows,
     TierTable,
     aligned_cutoff,
+    read_query,
+    run_maintenance,
+    series_rows,
     stat_columns,
-    windows,
 )
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -64,51 +64,43 @@ def mark(db: Connection, touched: Iterable[tuple[str, int]]) -> None:
 
 
 def maintain(db: Connection, tiers: Sequence[Tier], now_ms: int, deadline: float = math.inf) -> tuple[int, bool]:
-    """As ``sqlite_tiers.maintain``: closed dirty buckets computed until done or ``deadline``."""
-    done = 0
-    sources: list[Tier | None] = [None, *tiers[:-1]]
-    for source, target in zip(sources, tiers, strict=True):
-        mark_tier = source.seconds if source else 0
-        size = target.bucket_ms
-        closed = now_ms - size - CLOSE_GRACE_MS
-        crowds = [
+    """``sqlite_tiers.run_maintenance`` on PostgreSQL: closed dirty buckets computed until done or ``deadline``."""
+
+    def promote(target: Tier, mark_tier: int, start: int, end: int, chunk: list[str]) -> None:
+        db.execute(
+            "INSERT INTO rollup_dirty SELECT %s, bucket - bucket %% %s, node_id FROM rollup_dirty "
+            "WHERE tier = %s AND bucket >= %s AND bucket < %s AND node_id = ANY(%s) ON CONFLICT DO NOTHING",
+            (target.seconds, target.bucket_ms, mark_tier, start, end, chunk),
+        )
+        db.execute(
+            "DELETE FROM rollup_dirty WHERE tier = %s AND bucket >= %s AND bucket < %s AND node_id = ANY(%s)",
+            (mark_tier, start, end, chunk),
+        )
+
+    statements = MarkStatements(
+        crowds=lambda mark_tier, size, closed: [
             (int(b), int(n))
             for b, n in db.execute(
                 "SELECT bucket - bucket %% %s AS b, count(DISTINCT node_id) FROM rollup_dirty "
                 "WHERE tier = %s AND bucket - bucket %% %s <= %s GROUP BY b ORDER BY b",
                 (size, mark_tier, size, closed),
             )
-        ]
-        for start, end, buckets in windows(crowds, size):
-            nodes = [
-                str(node_id)
-                for (node_id,) in db.execute(
-                    "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = %s AND bucket >= %s AND bucket < %s "
-                    "ORDER BY node_id",
-                    (mark_tier, start, end),
-                )
-            ]
-            per_unit = max(1, UNIT_MARKS // buckets)
-            for first in range(0, len(nodes), per_unit):
-                chunk = nodes[first : first + per_unit]
-                for table in TABLES:
-                    _recompute(db, table, source, target, start, end, chunk)
-                db.execute(
-                    "INSERT INTO rollup_dirty SELECT %s, bucket - bucket %% %s, node_id FROM rollup_dirty "
-                    "WHERE tier = %s AND bucket >= %s AND bucket < %s AND node_id = ANY(%s) ON CONFLICT DO NOTHING",
-                    (target.seconds, size, mark_tier, start, end, chunk),
-                )
-                db.execute(
-                    "DELETE FROM rollup_dirty WHERE tier = %s AND bucket >= %s AND bucket < %s AND node_id = ANY(%s)",
-                    (mark_tier, start, end, chunk),
-                )
-                if time.monotonic() > deadline and first + per_unit < len(nodes):
-                    return done, False
-            done += buckets
-            if time.monotonic() > deadline:
-                return done, False
-    db.execute("DELETE FROM rollup_dirty WHERE tier = %s", (tiers[-1].seconds,))
-    return done, True
+        ],
+        nodes=lambda mark_tier, start, end: [
+            str(node_id)
+            for (node_id,) in db.execute(
+                "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = %s AND bucket >= %s AND bucket < %s "
+                "ORDER BY node_id",
+                (mark_tier, start, end),
+            )
+        ],
+        recompute=lambda table, source, target, start, end, chunk: _recompute(
+            db, table, source, target, start, end, chunk
+        ),
+        promote=promote,
+        clear=lambda tier: db.execute("DELETE FROM rollup_dirty WHERE tier = %s", (tier,)),
+    )
+    return run_maintenance(statements, tiers, now_ms, deadline)
 
 
 def _recompute(
@@ -190,23 +182,6 @@ def read(
     end_ms: int,
 ) -> SeriesRows:
     """``(field, stat)`` columns of one node in ``[start, end)``, in buckets of ``res.step_seconds``."""
-    step = res.step_seconds * 1000
-    raw = res.tier is None
-    label = table.keys[0] if table.keys else "NULL"
-    exprs = ", ".join(_expression(f, stat, raw) for f, stat in columns)
-    if raw:
-        sql = (
-            f"SELECT ts - ts %% %s AS b, {label}, {exprs} FROM {_raw_source(table)} AS r "  # noqa: S608
-            "WHERE node_id = %s AND ts >= %s AND ts < %s"
-        )
-        params: list[object] = [step, node_id, start_ms, end_ms]
-    else:
-        assert res.tier is not None
-        sql = (
-            f"SELECT bucket - bucket %% %s AS b, {label}, {exprs} FROM {table.name} "  # noqa: S608
-            "WHERE tier = %s AND node_id = %s AND bucket >= %s AND bucket < %s"
-        )
-        params = [step, res.tier.seconds, node_id, start_ms - start_ms % res.tier.bucket_ms, end_ms]
-    group = "b" if not table.keys else f"b, {label}"
-    rows = db.execute(f"{sql} GROUP BY {group} ORDER BY b", params).fetchall()
-    return SeriesRows([(int(r[0]), None if r[1] is None else str(r[1]), list(r[2:])) for r in rows])
+    exprs = ", ".join(_expression(f, stat, res.tier is None) for f, stat in columns)
+    sql, params = read_query(table, _raw_source(table), res, node_id, exprs, start_ms, end_ms, "%s", "%%")
+    return series_rows(db.execute(sql, params).fetchall())

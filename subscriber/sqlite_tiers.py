@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from subscriber.rollup import (
     CONTAINER_TIER_FIELDS,
@@ -98,8 +99,65 @@ def mark(db: sqlite3.Connection, touched: Iterable[tuple[str, int]]) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MarkStatements:
+    """What ``run_maintenance`` asks of one database (SQLite here, PostgreSQL in postgres_tiers)."""
+
+    #: ``(mark tier, bucket size, closed before)``: ``(bucket, dirty nodes)`` of closed buckets, in order.
+    crowds: Callable[[int, int, int], list[tuple[int, int]]]
+    #: ``(mark tier, start, end)``: the nodes with marks in ``[start, end)``, sorted.
+    nodes: Callable[[int, int, int], list[str]]
+    #: ``(table, source tier or None for raw rows, target tier, start, end, nodes)``: compute those buckets.
+    recompute: Callable[[TierTable, Tier | None, Tier, int, int, list[str]], None]
+    #: ``(target tier, mark tier, start, end, nodes)``: mark the target's buckets above, clear these marks.
+    promote: Callable[[Tier, int, int, int, list[str]], None]
+    #: ``(tier)``: clear the marks of a tier (the coarsest has nothing above it).
+    clear: Callable[[int], object]
+
+
 def maintain(
     db: sqlite3.Connection, tiers: Sequence[Tier], now_ms: int, deadline: float = math.inf
+) -> tuple[int, bool]:
+    """``run_maintenance`` on a SQLite history file."""
+
+    def promote(target: Tier, mark_tier: int, start: int, end: int, chunk: list[str]) -> None:
+        placeholders = ", ".join("?" * len(chunk))
+        db.execute(
+            "INSERT OR IGNORE INTO rollup_dirty SELECT ?, bucket - bucket % ?, node_id FROM rollup_dirty "  # noqa: S608
+            f"WHERE tier = ? AND bucket >= ? AND bucket < ? AND node_id IN ({placeholders})",
+            (target.seconds, target.bucket_ms, mark_tier, start, end, *chunk),
+        )
+        db.execute(
+            "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ? "  # noqa: S608
+            f"AND node_id IN ({placeholders})",
+            (mark_tier, start, end, *chunk),
+        )
+
+    statements = MarkStatements(
+        crowds=lambda mark_tier, size, closed: db.execute(
+            "SELECT bucket - bucket % ? AS b, count(DISTINCT node_id) FROM rollup_dirty "
+            "WHERE tier = ? AND bucket - bucket % ? <= ? GROUP BY b ORDER BY b",
+            (size, mark_tier, size, closed),
+        ).fetchall(),
+        nodes=lambda mark_tier, start, end: [
+            node_id
+            for (node_id,) in db.execute(
+                "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ? "
+                "ORDER BY node_id",
+                (mark_tier, start, end),
+            )
+        ],
+        recompute=lambda table, source, target, start, end, chunk: _recompute(
+            db, table, source, target, start, end, chunk
+        ),
+        promote=promote,
+        clear=lambda tier: db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (tier,)),
+    )
+    return run_maintenance(statements, tiers, now_ms, deadline)
+
+
+def run_maintenance(
+    db: MarkStatements, tiers: Sequence[Tier], now_ms: int, deadline: float = math.inf
 ) -> tuple[int, bool]:
     """Compute closed dirty buckets of ``tiers`` (finest first, as ``Retention`` keeps them) until
     done or ``deadline`` (monotonic) has passed; the number of buckets completed, and whether nothing closed is left.
@@ -116,43 +174,21 @@ def maintain(
     for source, target in zip(sources, tiers, strict=True):
         mark_tier = source.seconds if source else 0
         size = target.bucket_ms
-        closed = now_ms - size - CLOSE_GRACE_MS
-        crowds = db.execute(
-            "SELECT bucket - bucket % ? AS b, count(DISTINCT node_id) FROM rollup_dirty "
-            "WHERE tier = ? AND bucket - bucket % ? <= ? GROUP BY b ORDER BY b",
-            (size, mark_tier, size, closed),
-        ).fetchall()
+        crowds = db.crowds(mark_tier, size, now_ms - size - CLOSE_GRACE_MS)
         for start, end, buckets in windows(crowds, size):
-            nodes = [
-                node_id
-                for (node_id,) in db.execute(
-                    "SELECT DISTINCT node_id FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ?",
-                    (mark_tier, start, end),
-                )
-            ]
+            nodes = db.nodes(mark_tier, start, end)
             per_unit = max(1, UNIT_MARKS // buckets)
             for first in range(0, len(nodes), per_unit):
                 chunk = nodes[first : first + per_unit]
                 for table in TABLES:
-                    _recompute(db, table, source, target, start, end, chunk)
-                placeholders = ", ".join("?" * len(chunk))
-                db.execute(
-                    "INSERT OR IGNORE INTO rollup_dirty SELECT ?, bucket - bucket % ?, node_id FROM rollup_dirty "  # noqa: S608
-                    f"WHERE tier = ? AND bucket >= ? AND bucket < ? AND node_id IN ({placeholders})",
-                    (target.seconds, size, mark_tier, start, end, *chunk),
-                )
-                db.execute(
-                    "DELETE FROM rollup_dirty WHERE tier = ? AND bucket >= ? AND bucket < ? "  # noqa: S608
-                    f"AND node_id IN ({placeholders})",
-                    (mark_tier, start, end, *chunk),
-                )
+                    db.recompute(table, source, target, start, end, chunk)
+                db.promote(target, mark_tier, start, end, chunk)
                 if time.monotonic() > deadline and first + per_unit < len(nodes):
                     return done, False
             done += buckets
             if time.monotonic() > deadline:
                 return done, False
-    # Marks on the coarsest tier have nothing above them.
-    db.execute("DELETE FROM rollup_dirty WHERE tier = ?", (tiers[-1].seconds,))
+    db.clear(tiers[-1].seconds)  # marks on the coarsest tier have nothing above them
     return done, True
 
 
@@ -248,23 +284,40 @@ def read(
     end_ms: int,
 ) -> SeriesRows:
     """``(field, stat)`` columns of one node in ``[start, end)``, in buckets of ``res.step_seconds``."""
+    exprs = ", ".join(_expression(f, stat, res.tier is None) for f, stat in columns)
+    sql, params = read_query(table, _raw_source(table), res, node_id, exprs, start_ms, end_ms, "?", "%")
+    return series_rows(db.execute(sql, params).fetchall())
+
+
+def read_query(
+    table: TierTable,
+    raw_source: str,
+    res: Resolution,
+    node_id: str,
+    exprs: str,
+    start_ms: int,
+    end_ms: int,
+    mark: str,
+    modulo: str,
+) -> tuple[str, list[object]]:
+    """The bucketed read of ``read`` as SQL with the driver's placeholder ``mark`` and ``modulo`` operator."""
     step = res.step_seconds * 1000
-    raw = res.tier is None
     label = table.keys[0] if table.keys else "NULL"
-    exprs = ", ".join(_expression(f, stat, raw) for f, stat in columns)
-    if raw:
+    if res.tier is None:
         sql = (
-            f"SELECT ts - ts % ? AS b, {label}, {exprs} FROM {_raw_source(table)} "  # noqa: S608
-            "WHERE node_id = ? AND ts >= ? AND ts < ?"
+            f"SELECT ts - ts {modulo} {mark} AS b, {label}, {exprs} FROM {raw_source} AS r "  # noqa: S608
+            f"WHERE node_id = {mark} AND ts >= {mark} AND ts < {mark}"
         )
         params: list[object] = [step, node_id, start_ms, end_ms]
     else:
         sql = (
-            f"SELECT bucket - bucket % ? AS b, {label}, {exprs} FROM {table.name} "  # noqa: S608
-            "WHERE tier = ? AND node_id = ? AND bucket >= ? AND bucket < ?"
+            f"SELECT bucket - bucket {modulo} {mark} AS b, {label}, {exprs} FROM {table.name} "  # noqa: S608
+            f"WHERE tier = {mark} AND node_id = {mark} AND bucket >= {mark} AND bucket < {mark}"
         )
-        assert res.tier is not None
         params = [step, res.tier.seconds, node_id, start_ms - start_ms % res.tier.bucket_ms, end_ms]
     group = "b" if not table.keys else f"b, {label}"
-    rows = db.execute(f"{sql} GROUP BY {group} ORDER BY b", params).fetchall()
+    return f"{sql} GROUP BY {group} ORDER BY b", params
+
+
+def series_rows(rows: Sequence[Sequence[Any]]) -> SeriesRows:
     return SeriesRows([(int(r[0]), None if r[1] is None else str(r[1]), list(r[2:])) for r in rows])

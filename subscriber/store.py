@@ -21,7 +21,7 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ from subscriber.rollup import (
     Previous,
     Resolution,
     Retention,
+    Tier,
     TierField,
     cycles_lost,
     rates,
@@ -400,81 +401,37 @@ class SqliteHistoryStore:
         return sqlite_tiers.read(self._reader(), SCOPE_TABLES[scope], res, node_id, columns, to_ms(start), to_ms(end))
 
     def recent_health(self, since: datetime) -> dict[str, RecentHealth]:
-        # Closed quarter hours from the 15-minute tier, the minutes after them from the 1-minute
-        # tier: a day for a thousand nodes is about 110,000 rows instead of 1.4 million.
-        finest, *coarser = self.retention.tiers
         reader = self._reader()
-        start = split = to_ms(since)
-        parts: list[tuple[int, int, int]] = []
-        if coarser:
-            quarter = coarser[0]
-            first = start + (-start) % quarter.bucket_ms  # quarters wholly inside the day only
-            last = reader.execute("SELECT max(bucket) FROM node_rollups WHERE tier = ?", (quarter.seconds,)).fetchone()
-            if last[0] is not None and last[0] >= first:
-                split = last[0] + quarter.bucket_ms
-                parts += [(finest.seconds, start, first), (quarter.seconds, first, split)]
-        parts.append((finest.seconds, split, 2**62))
-        health: dict[str, RecentHealth] = {}
-        for tier, begin, end in parts:
-            rows = reader.execute(
+        return gather_recent_health(
+            self.retention.tiers,
+            to_ms(since),
+            lambda tier: reader.execute("SELECT max(bucket) FROM node_rollups WHERE tier = ?", (tier,)).fetchone()[0],
+            lambda tier, begin, end: reader.execute(
                 # Without the hint SQLite walks the whole tier in key order to save a sort.
                 "SELECT node_id, total(cycles_lost_sum), max(under_voltage_max) FROM node_rollups "
                 "INDEXED BY node_rollups_age WHERE tier = ? AND bucket >= ? AND bucket < ? GROUP BY node_id",
                 (tier, begin, end),
-            )
-            for node, lost, uv in rows:
-                before = health.get(node, RecentHealth(0, False))
-                health[node] = RecentHealth(before.cycles_lost + int(lost or 0), before.under_voltage or bool(uv))
-        return health
+            ),
+        )
 
     # -- reading ----------------------------------------------------------------------------------
 
     def node_series(self, node_id: str, field: str, start: datetime, end: datetime, limit: int) -> Series:
-        if field not in NODE_SERIES_FIELDS:
-            raise ValueError(f"unknown node field {field!r}")
-        return self._series(  # field is one of the whitelisted column names checked above
-            f"SELECT ts, {field} FROM node_samples WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?",  # noqa: S608
-            (node_id, to_ms(start), to_ms(end), limit + 1),
-            limit,
-        )
+        return self._series(*series_query(node_id, None, field, start, end, limit, "?"), limit)
 
     def container_series(
         self, node_id: str, container: str, field: str, start: datetime, end: datetime, limit: int
     ) -> Series:
-        if field not in CONTAINER_SERIES_FIELDS:
-            raise ValueError(f"unknown container field {field!r}")
-        return self._series(  # field is one of the whitelisted column names checked above
-            f"SELECT ts, {field} FROM container_samples WHERE node_id = ? AND container_name = ? "  # noqa: S608
-            "AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?",
-            (node_id, container, to_ms(start), to_ms(end), limit + 1),
-            limit,
-        )
+        return self._series(*series_query(node_id, container, field, start, end, limit, "?"), limit)
 
     def _series(self, sql: str, params: tuple[Any, ...], limit: int) -> Series:
-        rows = self._reader().execute(sql, params).fetchall()
-        points = [(from_ms(ts), value) for ts, value in reversed(rows[:limit])]
-        return Series(points, truncated=len(rows) > limit)
+        return series_from_rows(self._reader().execute(sql, params).fetchall(), limit)
 
     def latest_views(self) -> list[NodeView]:
-        views = []
-        for node_id, metrics, containers, status, last_seen, last_metrics, last_containers in self._reader().execute(
+        rows = self._reader().execute(
             "SELECT node_id, metrics, containers, status, last_seen, last_metrics, last_containers FROM latest"
-        ):
-            try:
-                views.append(
-                    NodeView(
-                        node_id=node_id,
-                        metrics=NodeMetrics.model_validate_json(metrics) if metrics else None,
-                        containers=ContainerMetricsBatch.model_validate_json(containers) if containers else None,
-                        status=NodeStatus.model_validate_json(status) if status else None,
-                        last_seen=last_seen,
-                        last_metrics=last_metrics,
-                        last_containers=last_containers,
-                    )
-                )
-            except ValidationError as exc:  # written under an older contract: the next message replaces it
-                log.warning("not restoring node %r: its stored state no longer validates (%s)", node_id, exc)
-        return views
+        )
+        return [view for row in rows if (view := view_from_row(*row)) is not None]
 
     def count(self, table: str) -> int:
         """Rows in ``node_samples`` or ``container_samples`` (for tests and diagnostics)."""
@@ -537,3 +494,83 @@ def container_row(batch: ContainerMetricsBatch, ts: int, container: ContainerMet
         *(getattr(container, c) for c in CONTAINER_TEXT_FIELDS),
         *(getattr(container, c) for c in CONTAINER_SERIES_FIELDS),
     )
+
+
+def series_query(
+    node_id: str, container: str | None, field: str, start: datetime, end: datetime, limit: int, mark: str
+) -> tuple[str, tuple[Any, ...]]:
+    """SQL and parameters of one field's raw series, newest first (``mark``: the driver's placeholder);
+    ValueError for a field that is not a column (the name goes into the SQL: only known ones do)."""
+    known, table = (
+        (NODE_SERIES_FIELDS, "node_samples") if container is None else (CONTAINER_SERIES_FIELDS, "container_samples")
+    )
+    if field not in known:
+        raise ValueError(f"unknown {'node' if container is None else 'container'} field {field!r}")
+    where = f"node_id = {mark}" + ("" if container is None else f" AND container_name = {mark}")
+    sql = (
+        f"SELECT ts, {field} FROM {table} WHERE {where} AND ts BETWEEN {mark} AND {mark} "  # noqa: S608
+        f"ORDER BY ts DESC LIMIT {mark}"
+    )
+    keys = (node_id,) if container is None else (node_id, container)
+    return sql, (*keys, to_ms(start), to_ms(end), limit + 1)
+
+
+def series_from_rows(rows: Sequence[Sequence[Any]], limit: int) -> Series:
+    """A Series from ``(ts_ms, value)`` rows read newest first, ``limit + 1`` at most."""
+    points = [(from_ms(int(ts)), value) for ts, value in reversed(rows[:limit])]
+    return Series(points, truncated=len(rows) > limit)
+
+
+def view_from_row(
+    node_id: str,
+    metrics: str | None,
+    containers: str | None,
+    status: str | None,
+    last_seen: float | None,
+    last_metrics: float | None,
+    last_containers: float | None,
+) -> NodeView | None:
+    """A stored live view, or None (logged) when it no longer validates: the next message replaces it."""
+    try:
+        return NodeView(
+            node_id=node_id,
+            metrics=NodeMetrics.model_validate_json(metrics) if metrics else None,
+            containers=ContainerMetricsBatch.model_validate_json(containers) if containers else None,
+            status=NodeStatus.model_validate_json(status) if status else None,
+            last_seen=last_seen,
+            last_metrics=last_metrics,
+            last_containers=last_containers,
+        )
+    except ValidationError as exc:  # written under an older contract
+        log.warning("not restoring node %r: its stored state no longer validates (%s)", node_id, exc)
+        return None
+
+
+def gather_recent_health(
+    tiers: Sequence[Tier],
+    start_ms: int,
+    newest_bucket: Callable[[int], int | None],
+    per_node: Callable[[int, int, int], Iterable[Sequence[Any]]],
+) -> dict[str, RecentHealth]:
+    """``recent_health`` from ``start_ms`` on, over two reads of one store: ``newest_bucket(tier)``
+    and ``per_node(tier, begin, end)`` giving ``(node, cycles lost, under-voltage seen)`` rows.
+
+    Closed quarter hours come from the 15-minute tier, the minutes around them from the 1-minute
+    tier: a day for a thousand nodes is about 110,000 rows instead of 1.4 million.
+    """
+    finest, quarter = tiers[0], tiers[1] if len(tiers) > 1 else None
+    split = start_ms
+    parts: list[tuple[int, int, int]] = []
+    if quarter is not None:
+        first = start_ms + (-start_ms) % quarter.bucket_ms  # quarters wholly inside the range only
+        last = newest_bucket(quarter.seconds)
+        if last is not None and last >= first:
+            split = int(last) + quarter.bucket_ms
+            parts += [(finest.seconds, start_ms, first), (quarter.seconds, first, split)]
+    parts.append((finest.seconds, split, 2**62))
+    health: dict[str, RecentHealth] = {}
+    for tier, begin, end in parts:
+        for node, lost, uv in per_node(tier, begin, end):
+            before = health.get(node, RecentHealth(0, False))
+            health[node] = RecentHealth(before.cycles_lost + int(lost or 0), before.under_voltage or bool(uv))
+    return health
