@@ -205,6 +205,8 @@ class SqliteHistoryStore:
         self.path = path
         self.retention = retention or Retention(raw=timedelta(days=7))
         self._derivation = Derivation()
+        #: Samples of the write at hand whose previous sample was read back: derived again after it.
+        self._looked_up: list[tuple[bool, tuple[str, ...], int]] = []
         self._synchronous = "FULL" if durable else "NORMAL"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -296,6 +298,7 @@ class SqliteHistoryStore:
         events: Sequence[ContainerEvent] = (),
     ) -> Written:
         with self._transaction() as db:
+            self._looked_up = []
             node_rows = [(*node_row(m), *self._node_derived(db, m)) for m in nodes]
             container_rows = [
                 (*container_row(b, ts, c), *self._container_derived(db, b.node_id, ts, c))
@@ -317,6 +320,8 @@ class SqliteHistoryStore:
             stored = Written(
                 after_nodes - before, db.total_changes - after_nodes, tuple(sqlite_events.insert(db, events))
             )
+            for is_node, key, ts in self._looked_up:
+                _rederive_from(db, is_node, key, ts)
             sqlite_tiers.mark(
                 db,
                 [(m.node_id, to_ms(m.timestamp)) for m in nodes] + [(b.node_id, to_ms(b.timestamp)) for b in batches],
@@ -345,6 +350,7 @@ class SqliteHistoryStore:
         counters = tuple(getattr(message, c) for c in NODE_COUNTERS)
         previous = self._derivation.exchange((message.node_id,), Previous(ts, counters, message.cycle))
         if previous is None:  # not seen since start, or an older sample: read the one before back
+            self._looked_up.append((True, (message.node_id,), ts))
             row = db.execute(
                 f"SELECT ts, cycle, {', '.join(NODE_COUNTERS)} FROM node_samples "  # noqa: S608
                 "WHERE node_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
@@ -360,6 +366,7 @@ class SqliteHistoryStore:
         counters = tuple(getattr(container, c) for c in CONTAINER_COUNTERS)
         previous = self._derivation.exchange(key, Previous(ts, counters))
         if previous is None:
+            self._looked_up.append((False, key, ts))
             row = db.execute(
                 f"SELECT ts, {', '.join(CONTAINER_COUNTERS)} FROM container_samples "  # noqa: S608
                 "WHERE node_id = ? AND container_name = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
@@ -469,6 +476,39 @@ class _Transaction:
         # back; a second ROLLBACK would raise and hide the error that matters.
         if self.connection.in_transaction:
             self.connection.execute("ROLLBACK")
+
+
+def _rederive_from(db: sqlite3.Connection, node: bool, key: tuple[str, ...], ts: int) -> None:
+    """Derive again the stored sample at ``ts`` of one series and the one after it, from the rows now
+    stored: a sample derived before its batch was inserted (or out of order) may have missed the
+    sample just before it, and the one after may have been derived from an older one."""
+    table, keys, counters = (
+        ("node_samples", ("node_id",), NODE_COUNTERS)
+        if node
+        else ("container_samples", ("node_id", "container_name"), CONTAINER_COUNTERS)
+    )
+    match = " AND ".join(f"{k} = ?" for k in keys)
+    cycle = "cycle, interval_seconds, " if node else ""
+    derived = NODE_DERIVED if node else CONTAINER_DERIVED
+    rows = db.execute(
+        f"SELECT ts, {cycle}{', '.join(counters)} FROM {table} WHERE {match} AND ts >= ? ORDER BY ts LIMIT 2",  # noqa: S608
+        (*key, ts),
+    ).fetchall()
+    for row in rows:
+        before = db.execute(
+            f"SELECT ts, {'cycle' if node else '0'}, {', '.join(counters)} FROM {table} "  # noqa: S608
+            f"WHERE {match} AND ts < ? ORDER BY ts DESC LIMIT 1",
+            (*key, row[0]),
+        ).fetchone()
+        previous = Previous(before[0], tuple(before[2:]), int(before[1] or 0)) if before is not None else None
+        if node:
+            values = [*rates(previous, row[0], tuple(row[3:])), cycles_lost(previous, row[0], row[1], row[2])]
+        else:
+            values = [*rates(previous, row[0], tuple(row[1:]))]
+        db.execute(
+            f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in derived)} WHERE {match} AND ts = ?",  # noqa: S608
+            (*values, *key, row[0]),
+        )
 
 
 def _insert(table: str, columns: list[str]) -> str:

@@ -216,6 +216,19 @@ def test_work_is_done_in_small_units_when_time_is_short(open_store: StoreOpener)
         assert rows[0][0][2] == [pytest.approx(statistics.fmean(i % 7 for i in range(12)))]
 
 
+def test_samples_arriving_out_of_order_derive_what_in_order_would(store: AnyStore) -> None:
+    """A redelivered backlog mixes old and new samples: rates and cycles lost are those of the stored order."""
+    samples = [
+        node_metrics(at=T0 + timedelta(seconds=5 * (c - 1)), cycle=c, network_bytes_recv=1000 * c) for c in range(1, 11)
+    ]
+    store.write([samples[i] for i in (0, 1, 4, 2)], [], [])
+    for batch in ([5, 3], [9], [6, 8, 7]):
+        store.write([samples[i] for i in batch], [], [])
+    rows = store.buckets("node", "node-a", [(NODE["network_recv_rate"], "min"), (NODE["network_recv_rate"], "max"),
+                                            (NODE["cycles_lost"], "sum")], T0, LATER, RAW).rows  # fmt: skip
+    assert rows == [(to_ms(T0), None, [200.0, 200.0, 0.0])]
+
+
 def test_replicas_writing_one_node_out_of_order_derive_what_one_writer_would(open_store: StoreOpener) -> None:
     """Samples of one node spread over two writers, each out of order: every rate and cycle count is exact."""
     a, b = open_store(), open_store()
