@@ -148,8 +148,8 @@ class _Series:
             values.append(cycles_lost(previous, ts, cycle, interval))
         return values
 
-    def _unnest(self, with_ts: bool = True) -> str:
-        arrays = ["%b::text[]" for _ in self.keys] + (["%b::bigint[]"] if with_ts else [])
+    def _unnest(self) -> str:
+        arrays = ["%b::text[]" for _ in self.keys] + ["%b::bigint[]"]
         return f"unnest({', '.join(arrays)})"
 
     def _match(self, alias: str, other: str) -> str:
@@ -600,6 +600,8 @@ def _derive_all(
     probes: set[tuple[tuple[str, ...], int]] = set()
     for key, indexes in by_key.items():
         indexes.sort(key=lambda i: samples[i][1])
+        rows = stored.get(key, [])
+        stamps = [r.ts_ms for r in rows]
         probes.add((key, samples[indexes[-1]][1]))
         earlier: Previous | None = None  # the latest of this batch before the sample at hand
         for position, i in enumerate(indexes):
@@ -607,8 +609,7 @@ def _derive_all(
             if position and samples[indexes[position - 1]][1] < ts:
                 j = indexes[position - 1]
                 earlier = Previous(samples[j][1], counters[j], cycles[j][0])
-            rows = stored.get(key, [])
-            before = bisect.bisect_left([r.ts_ms for r in rows], ts)  # stored strictly before ts
+            before = bisect.bisect_left(stamps, ts)  # stored strictly before ts
             previous = rows[before - 1] if before else None
             if earlier is not None and previous is not None and previous.ts_ms > earlier.ts_ms:
                 probes.add((key, earlier.ts_ms))

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.broker import start_broker
+from tests.support.broker import Broker, start_broker
 from tests.support.fleet import FleetPublisher, missing, stored_cycles
 from tests.support.load import wait_until
 from tests.support.postgres import Postgres, start_postgres
@@ -22,9 +22,9 @@ NODES = 20
 INTERVAL = 0.25  # 80 messages a second in all
 
 
-def replica(broker: object, workdir: Path, url: str, name: str) -> SubscriberProcess:
+def replica(broker: Broker, workdir: Path, url: str, name: str) -> SubscriberProcess:
     return SubscriberProcess(
-        broker,  # type: ignore[arg-type]
+        broker,
         workdir,
         database_url=url,
         shared_group="otto",
