@@ -149,7 +149,9 @@ class MetricsSubscriber:
         self.worker.stop()
         self._worker.join(timeout)
         self._stopping = True
-        settled = self.ingestor.pending == 0 and self.ingestor.store_problem is None
+        # Ended only if the broker confirmed we left (nothing shared can still be on its way) and
+        # all that came is stored; otherwise the session keeps it for our return.
+        settled = self._unsubscribed.is_set() and self.ingestor.pending == 0 and self.ingestor.store_problem is None
         properties = None
         if shared and settled:
             properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]

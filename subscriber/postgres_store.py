@@ -314,9 +314,11 @@ class PostgresHistoryStore:
             db = self._writer()
             with db.transaction():
                 return work(db)
-        except UNAVAILABLE as exc:
-            self._partitions.clear()
-            raise StoreUnavailable(_describe(exc)) from exc
+        except Exception as exc:
+            self._partitions.clear()  # rolled back: the partitions it created are gone too
+            if isinstance(exc, UNAVAILABLE):
+                raise StoreUnavailable(_describe(exc)) from exc
+            raise
 
     # -- schema -----------------------------------------------------------------------------------
 

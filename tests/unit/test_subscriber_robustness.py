@@ -18,9 +18,11 @@ from contract.topics import container_metrics_topic, node_metrics_topic
 from subscriber.admission import Admission, sample_age
 from subscriber.decoding import Decoded, Reason, Rejected
 from subscriber.ingest import RETRY_MAX, Ingestor
+from subscriber.postgres_store import PostgresHistoryStore
 from subscriber.prometheus import SubscriberCounters
 from subscriber.state import Availability, FleetState, NodeView
 from subscriber.store import SqliteHistoryStore, Written
+from tests.conftest import StoreOpener
 from tests.support.disk import fill, small_tmpfs
 from tests.support.messages import T0, container, container_batch, node_metrics, ticks
 
@@ -111,6 +113,26 @@ def test_a_message_the_store_refuses_is_rejected_as_poison_and_the_rest_of_its_b
     assert ingestor.flush() == [5, 6]
     assert counted(counters, Reason.STORE_POISON) == 2
     assert store.count("node_samples") == 5
+
+
+def test_text_a_database_refuses_costs_only_its_own_message(open_store: StoreOpener) -> None:
+    """A container name with a NUL (PostgreSQL text cannot hold one; SQLite takes it): at most that
+    message is rejected, its batch's others and every later batch are stored, on a new day too."""
+    store = open_store()
+    ingestor, counters = make_ingestor(store)
+    odd = container_batch(at=T0, containers=[container("we\x00b")])
+    ingestor.handle(container_metrics_topic("node-a"), to_payload(odd), T0.timestamp(), token=0)
+    ingestor.handle(NODE_TOPIC, to_payload(node_metrics(at=T0)), T0.timestamp(), token=1)
+    assert ingestor.flush() == [0, 1]
+    poisoned = counted(counters, Reason.STORE_POISON)
+    assert poisoned == (1 if isinstance(store, PostgresHistoryStore) else 0)
+    assert store.count("node_samples") == 1
+    assert store.count("container_samples") == 1 - poisoned
+    later = T0 + timedelta(days=1)  # a day whose partition the refused transaction never kept
+    ingestor.handle(NODE_TOPIC, to_payload(node_metrics(at=later, cycle=2)), later.timestamp(), token=2)
+    assert ingestor.flush() == [2]
+    assert store.count("node_samples") == 2
+    assert ingestor.store_problem is None
 
 
 def test_a_sample_a_day_ahead_does_not_freeze_the_live_view(tmp_path: Path) -> None:
