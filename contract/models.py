@@ -35,7 +35,9 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Counter = Annotated[int, Field(ge=0, le=_INT64_MAX)]
-ShortText = Annotated[str, StringConstraints(max_length=512)]
+#: Text holds no NUL character: no Docker name or reference has one, and PostgreSQL's text cannot store it.
+NO_NUL = r"^[^\x00]*$"
+ShortText = Annotated[str, StringConstraints(max_length=512, pattern=NO_NUL)]
 
 CYCLE_DOC = (
     "Collection cycle since the agent started (1, 2, ...), shared by the node and containers messages "
@@ -73,7 +75,7 @@ class AgentStats(WireModel):
     cpu_percent: NonNegative = Field(description="Agent CPU time over the last interval, percent of one core.")
     buffered: Counter = Field(description="Messages waiting for the broker to acknowledge them.")
     dropped: Counter = Field(description="Messages discarded since start because the buffer was full (oldest first).")
-    problems: dict[Annotated[str, StringConstraints(max_length=64)], Counter] = Field(
+    problems: dict[Annotated[str, StringConstraints(max_length=64, pattern=NO_NUL)], Counter] = Field(
         default_factory=dict,
         max_length=64,
         description="Readings truncated, nulled or skipped since start, by kind (see the agent's problems rule).",
@@ -147,7 +149,7 @@ class NodeMetrics(NodeMessage):
 class ContainerMetrics(WireModel):
     """One container's figures, computed with the ``docker stats`` CLI's formulas."""
 
-    container_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    container_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
     container_name: ShortText
     image: ShortText = ""
     state: ShortText = Field("running", description="Docker state: running, paused, restarting, ...")
@@ -207,7 +209,7 @@ class ContainerEvent(NodeMessage):
 
     timestamp: UtcDatetime = Field(description="When the Docker daemon recorded the event (its clock), UTC.")
     action: EventAction
-    container_id: Annotated[str, StringConstraints(max_length=128)] = Field(
+    container_id: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] = Field(
         "", description="Full container id; empty only for a gap."
     )
     container_name: ShortText = ""

@@ -36,6 +36,7 @@ EDGE_INTS = [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, -1]
 edge_strings = st.one_of(
     st.text(min_size=500, max_size=700),
     st.just("\u202e" * 513),  # right-to-left override, past the 512 limit
+    st.just("we\x00b"),  # a NUL: no Docker name has one, PostgreSQL text cannot hold one
     st.text(alphabet="\U0001f433\u00e9\u200b<>&\"'", min_size=1, max_size=700),
 )
 

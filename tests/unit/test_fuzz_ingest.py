@@ -2,7 +2,7 @@
 
 Every example is 40 hostile (topic, payload) pairs with valid messages around them: nothing
 raises, every rejection is counted under a reason, and every valid message is stored; in SQLite
-and in PostgreSQL, whose text refuses what SQLite takes (a NUL character).
+and in PostgreSQL alike (a NUL character, which PostgreSQL text cannot hold, is refused at decoding).
 """
 
 from __future__ import annotations

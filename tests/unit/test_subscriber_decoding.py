@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from contract import to_payload
+from contract.models import NodeMessage
 from contract.topics import TopicKind
 from subscriber.decoding import Decoded, Reason, Rejected, decode
-from tests.support.messages import container_batch, node_metrics, status
+from tests.support.messages import container_batch, event, node_metrics, status
 
 LIMIT = 65536
 
@@ -72,3 +74,39 @@ def test_nan_is_rejected_but_unknown_fields_are_accepted() -> None:
     newer["fan_rpm"] = 1200
     newer["agent"]["gc_seconds"] = 0.1
     assert isinstance(decode("otto/nodes/node-a/metrics/node", json.dumps(newer).encode(), LIMIT), Decoded)
+
+
+def _put(message: NodeMessage, path: tuple[str | int, ...], text: str) -> bytes:
+    """``message`` as JSON with ``text`` at ``path`` (for ``problems``, as its only key)."""
+    document = json.loads(to_payload(message))
+    where: Any = document
+    for part in path[:-1]:
+        where = where[part]
+    where[path[-1]] = {text: 1} if path[-1] == "problems" else text
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("topic", "message", "path"),
+    [
+        ("otto/nodes/node-a/metrics/containers", container_batch(), ("containers", 0, "container_name")),
+        ("otto/nodes/node-a/metrics/containers", container_batch(), ("containers", 0, "image")),
+        ("otto/nodes/node-a/metrics/containers", container_batch(), ("containers", 0, "container_id")),
+        ("otto/nodes/node-a/metrics/containers", container_batch(), ("containers", 0, "health")),
+        ("otto/nodes/node-a/metrics/containers", container_batch(), ("error",)),
+        ("otto/nodes/node-a/metrics/node", node_metrics(), ("agent", "version")),
+        ("otto/nodes/node-a/metrics/node", node_metrics(), ("agent", "problems")),
+        ("otto/nodes/node-a/events", event("die", exit_code=1), ("container_name",)),
+        ("otto/nodes/node-a/events", event("die", exit_code=1), ("detail",)),
+        ("otto/nodes/node-a/status", status(), ("agent_version",)),
+    ],
+)
+def test_a_nul_character_in_any_text_is_a_schema_violation(
+    topic: str, message: NodeMessage, path: tuple[str | int, ...]
+) -> None:
+    """No Docker name holds a NUL and PostgreSQL's text cannot store one: refused at the door, on
+    every store alike (SQLite used to store it, PostgreSQL to refuse the message as store poison)."""
+    refused = decode(topic, _put(message, path, "we\x00b"), LIMIT)
+    assert isinstance(refused, Rejected)
+    assert refused.reason is Reason.BAD_SCHEMA
+    assert isinstance(decode(topic, _put(message, path, "web"), LIMIT), Decoded)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +26,7 @@ from subscriber.store import SqliteHistoryStore, Written
 from tests.conftest import StoreOpener
 from tests.support.disk import fill, small_tmpfs
 from tests.support.messages import T0, container, container_batch, node_metrics, ticks
+from tests.support.postgres import Postgres
 
 QUEUE_FULL = Reason.QUEUE_FULL
 
@@ -115,24 +117,40 @@ def test_a_message_the_store_refuses_is_rejected_as_poison_and_the_rest_of_its_b
     assert store.count("node_samples") == 5
 
 
-def test_text_a_database_refuses_costs_only_its_own_message(open_store: StoreOpener) -> None:
-    """A container name with a NUL (PostgreSQL text cannot hold one; SQLite takes it): at most that
-    message is rejected, its batch's others and every later batch are stored, on a new day too."""
+def test_text_a_database_cannot_hold_costs_only_its_own_message(open_store: StoreOpener) -> None:
+    """A container name with a NUL (PostgreSQL text cannot hold one): refused as a schema violation
+    on either store, the messages around it stored."""
     store = open_store()
     ingestor, counters = make_ingestor(store)
-    odd = container_batch(at=T0, containers=[container("we\x00b")])
-    ingestor.handle(container_metrics_topic("node-a"), to_payload(odd), T0.timestamp(), token=0)
+    odd = json.loads(to_payload(container_batch(at=T0)))
+    odd["containers"][0]["container_name"] = "we\x00b"
+    outcome = ingestor.handle(container_metrics_topic("node-a"), json.dumps(odd).encode(), T0.timestamp(), token=0)
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason is Reason.BAD_SCHEMA
     ingestor.handle(NODE_TOPIC, to_payload(node_metrics(at=T0)), T0.timestamp(), token=1)
-    assert ingestor.flush() == [0, 1]
-    poisoned = counted(counters, Reason.STORE_POISON)
-    assert poisoned == (1 if isinstance(store, PostgresHistoryStore) else 0)
-    assert store.count("node_samples") == 1
-    assert store.count("container_samples") == 1 - poisoned
-    later = T0 + timedelta(days=1)  # a day whose partition the refused transaction never kept
-    ingestor.handle(NODE_TOPIC, to_payload(node_metrics(at=later, cycle=2)), later.timestamp(), token=2)
-    assert ingestor.flush() == [2]
-    assert store.count("node_samples") == 2
-    assert ingestor.store_problem is None
+    assert ingestor.flush() == [1]
+    assert counted(counters, Reason.BAD_SCHEMA) == 1
+    assert counted(counters, Reason.STORE_POISON) == 0
+    assert (store.count("node_samples"), store.count("container_samples")) == (1, 0)
+
+
+@pytest.mark.docker
+def test_a_transaction_postgres_refuses_leaves_later_writes_working(postgres_server: Postgres) -> None:
+    """The day partition created by a refused transaction is rolled back with it; the store's cache
+    of partitions forgot it too, so the next write to that day creates it again."""
+    store = PostgresHistoryStore(postgres_server.new_database())
+    try:
+        later = T0 + timedelta(days=1)  # a day no partition exists for yet
+        refused = container_batch(
+            at=later, containers=[container("web").model_copy(update={"container_name": "we\x00b"})]
+        )
+        with pytest.raises(psycopg.DataError):
+            store.write([node_metrics(at=later)], [refused], [])
+        assert store.count("node_samples") == 0
+        store.write([node_metrics(at=later)], [container_batch(at=later)], [])
+        assert (store.count("node_samples"), store.count("container_samples")) == (1, 1)
+    finally:
+        store.close()
 
 
 def test_a_sample_a_day_ahead_does_not_freeze_the_live_view(tmp_path: Path) -> None:
