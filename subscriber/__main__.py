@@ -205,6 +205,12 @@ def open_history(settings: SubscriberSettings) -> tuple[SqliteHistoryStore | Pos
     if settings.database_url is not None:
         store = open_postgres(settings)
     else:
+        if settings.database_url_file is not None:  # the postgres profile has not run: no replica group either
+            log.info(
+                "no PostgreSQL address in %s (the postgres profile writes it): history in SQLite at %s, one subscriber",
+                settings.database_url_file,
+                settings.db_path,
+            )
         try:
             store = SqliteHistoryStore(settings.db_path, retention=settings.history_retention)
         except (OSError, sqlite3.Error) as exc:

@@ -155,7 +155,7 @@ class SubscriberSettings(MqttSettings):
             try:
                 self.database_url = SecretStr(read_secret_file(self.database_url_file).strip())
             except FileNotFoundError:
-                self.shared_group = None  # no PostgreSQL yet: one subscriber on SQLite (logged at start)
+                self.shared_group = None  # no PostgreSQL yet: one subscriber on SQLite (said by open_history)
             except OSError as exc:
                 raise ValueError(
                     f"OTTO_DATABASE_URL_FILE: cannot read {self.database_url_file}: {exc.strerror}"

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from common.cli import RateLimitedLog
 from contract.models import (
     AgentStats,
     ContainerEvent,
@@ -55,6 +56,8 @@ from subscriber.rollup import (
 from subscriber.state import NodeView
 
 log = logging.getLogger(__name__)
+#: Replicas read every stored view at each scrape: one line a minute however many no longer validate.
+_invalid_views = RateLimitedLog(log, period=60.0)
 
 
 def _scalar_type(annotation: Any) -> type | None:
@@ -582,7 +585,7 @@ def view_from_row(
             last_containers=last_containers,
         )
     except ValidationError as exc:  # written under an older contract
-        log.warning("not restoring node %r: its stored state no longer validates (%s)", node_id, exc)
+        _invalid_views.warning("view", "not restoring node %r: its stored state no longer validates (%s)", node_id, exc)
         return None
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from subscriber.__main__ import open_history
 from subscriber.consumer import subscriptions
 from subscriber.settings import SubscriberSettings
 from subscriber.state import FleetState, NodeView
@@ -23,6 +25,20 @@ def test_a_database_url_file_switches_to_postgres_and_its_absence_keeps_sqlite(t
     assert replica.database_url is not None
     assert replica.database_url.get_secret_value() == "postgresql://otto@postgres:5432/otto"
     assert (replica.shared_group, replica.client_id) == ("otto", "otto-subscriber-cp-1")
+
+
+def test_a_missing_database_url_file_is_said_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The replica group is dropped with the file missing: one line says so, and where the history is."""
+    caplog.set_level(logging.INFO)
+    env = {"OTTO_DATABASE_URL_FILE": str(tmp_path / "database.url"), "OTTO_SHARED_GROUP": "otto"}
+    store, _state, _restored = open_history(
+        SubscriberSettings.from_env({**env, "OTTO_DB_PATH": str(tmp_path / "h.db")})
+    )
+    store.close()
+    said = [r.getMessage() for r in caplog.records if "database.url" in r.getMessage()]
+    assert len(said) == 1
+    assert "SQLite" in said[0]
+    assert "h.db" in said[0]
 
 
 def test_a_shared_group_needs_postgres_and_a_clean_name() -> None:

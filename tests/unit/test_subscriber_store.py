@@ -9,6 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from common.cli import RateLimitedLog
+from subscriber import store as store_module
 from subscriber.postgres_store import PostgresHistoryStore
 from subscriber.state import FleetState
 from subscriber.store import CONTAINER_SERIES_FIELDS, NODE_SERIES_FIELDS, SqliteHistoryStore, StoreUnavailable
@@ -98,6 +100,25 @@ def test_latest_views_survive_reopening(open_store: StoreOpener) -> None:
     reopened = open_store()
     assert reopened.latest_views() == [view]
     assert reopened.count("node_samples") == 1
+
+
+def test_a_stored_view_that_no_longer_validates_is_left_out_and_logged_once_a_minute(
+    open_store: StoreOpener, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas read every stored view at each scrape: a row written under an older contract must not
+    log a line per scrape for as long as its node stays silent."""
+    monkeypatch.setattr(store_module, "_invalid_views", RateLimitedLog(store_module.log, period=60.0))  # a fresh minute
+    state = FleetState(stale_after=3.0)
+    state.apply_node_metrics(node_metrics(), received_at=11.0)
+    state.apply_node_metrics(node_metrics("node-b").model_copy(update={"cpu_percent": 500.0}), received_at=11.0)
+    good, odd = state.get("node-a"), state.get("node-b")
+    assert good is not None
+    assert odd is not None
+    store = open_store()
+    store.write([], [], [good, odd])
+    for _ in range(3):
+        assert store.latest_views() == [good]
+    assert sum("no longer validates" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_columns_added_to_the_contract_are_migrated(tmp_path: Path) -> None:
