@@ -51,7 +51,8 @@ def login_page(next_path: str, message: str = "") -> str:
     note = f'<p class="login-error" role="alert">{html.escape(message)}</p>' if message else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>otto-metrics: log in</title><link rel="stylesheet" href="/static/style.css"></head>
+<title>otto-metrics: log in</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/style.css"></head>
 <body class="login-body"><main class="login"><h1>otto-metrics</h1>{note}
 <form method="post" action="/login">
 <input type="hidden" name="next" value="{html.escape(safe_next(next_path))}">

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -18,6 +18,9 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+
+# What Chromium logs for any resource answered 401, the page itself included.
+REFUSED = "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
 
 
 def require_browser() -> None:
@@ -35,14 +38,20 @@ class Watch:
     foreign: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
 
+    def console(self, kind: str, text: str, url: str) -> None:
+        if kind == "error":
+            self.errors.append(f"console: {text} ({url})" if url else f"console: {text}")
+
     def request(self, url: str) -> None:
         self.requests.append(url)
         parts = urlsplit(url)
         if parts.scheme not in ("data", "blob") and f"{parts.scheme}://{parts.netloc}" != self.origin:
             self.foreign.append(url)
 
-    def assert_clean(self) -> None:
-        assert self.errors == [], self.errors
+    def assert_clean(self, refused: Collection[str] = ()) -> None:
+        """No errors but Chromium's line for each address in ``refused``, which the test expects refused."""
+        expected = {f"console: {REFUSED} ({url})" for url in refused}
+        assert [e for e in self.errors if e not in expected] == [], self.errors
         assert self.foreign == [], self.foreign
 
 
@@ -50,7 +59,7 @@ class Watch:
 def watched(page: Page, origin: str) -> Iterator[Watch]:
     """Record a Playwright page's console errors, page errors and requests while the block runs."""
     watch = Watch(origin)
-    page.on("console", lambda m: watch.errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("console", lambda m: watch.console(m.type, m.text, m.location.get("url", "")))
     page.on("pageerror", lambda e: watch.errors.append(f"pageerror: {e}"))
     page.on("request", lambda r: watch.request(r.url))
     yield watch
