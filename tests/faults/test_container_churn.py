@@ -21,6 +21,9 @@ from tests.support.mqtt import Recorder
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 CHURN_SECONDS = 60.0
+# At least this many containers, however slow the engine is today: the churn goes on past the
+# minute until it has made them (a busy CI machine makes about two a second).
+CHURN_CONTAINERS = 120
 
 
 def churn(client: docker.DockerClient, stop: threading.Event, counts: dict[str, int]) -> None:
@@ -56,19 +59,21 @@ def test_container_churn_for_a_minute(broker: Broker, tmp_path: Path, docker_cli
         recorder.wait_for(lambda m: any(x.topic == container_metrics_topic("node-a") for x in m))
         started = time.time()
         worker.start()
-        time.sleep(CHURN_SECONDS)
+        while time.time() - started < CHURN_SECONDS or counts["created"] < CHURN_CONTAINERS:
+            assert time.time() - started < CHURN_SECONDS * 3, f"the engine made {counts['created']} containers in 3 min"
+            time.sleep(0.5)
+        churned = time.time() - started
         stop.set()
         worker.join(60)
         time.sleep(3)
 
         assert agent.process.poll() is None, "the agent died"
-        assert counts["created"] >= CHURN_SECONDS * 2
         batches = [
             ContainerMetricsBatch.model_validate_json(m.payload)
             for m in recorder.on(container_metrics_topic("node-a"))
             if m.at > started
         ]
-        assert len(batches) >= CHURN_SECONDS * 0.9  # a batch every second throughout
+        assert len(batches) >= churned * 0.9  # a batch every second throughout
         seen = {c.container_id for b in batches for c in b.containers}
         assert len(seen) >= counts["created"] / 3  # short-lived containers were measured while they lived
         logs = agent.logs()
